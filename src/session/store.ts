@@ -1,0 +1,37 @@
+/**
+ * The storage behind sessions, login transactions, indexes and locks: a small key-value store with
+ * time-to-live, one interface with two implementations (memory, redis) that pass one shared test
+ * suite. Keys handed to a store never contain raw identifiers (callers hash them first); values are
+ * opaque bytes (callers encrypt them first).
+ */
+export interface KeyValueStore {
+  /** Stores `value` under `key` for `ttlMs` milliseconds, replacing any previous value. */
+  set(key: string, value: Buffer, ttlMs: number): Promise<void>;
+  /** The value under `key`, or null when absent or expired. */
+  get(key: string): Promise<Buffer | null>;
+  /** Reads and deletes `key` in one atomic step: of two concurrent callers, only one gets the value. */
+  take(key: string): Promise<Buffer | null>;
+  /** Sets a new time-to-live on an existing key; no effect when the key is absent. */
+  expire(key: string, ttlMs: number): Promise<void>;
+  /** Deletes keys; absent keys are ignored. */
+  delete(...keys: string[]): Promise<void>;
+  /** Adds `member` to the set at `key`, and gives the set at least `ttlMs` to live. */
+  addToSet(key: string, member: string, ttlMs: number): Promise<void>;
+  /** Removes `member` from the set at `key`. */
+  removeFromSet(key: string, member: string): Promise<void>;
+  /** The members of the set at `key` (empty when absent). */
+  setMembers(key: string): Promise<string[]>;
+  /**
+   * Takes the lock `key` for at most `ttlMs` if nobody holds it. Returns a release function, or
+   * null when another holder has it.
+   */
+  tryLock(key: string, ttlMs: number): Promise<(() => Promise<void>) | null>;
+  /** Resolves when the store is reachable; rejects otherwise. */
+  ping(): Promise<void>;
+  /** Closes connections and timers. */
+  close(): Promise<void>;
+}
+
+/** Milliseconds since the epoch; injected so expiry is tested without sleeping. */
+export type Clock = () => number;
+export const systemClock: Clock = () => Date.now();
