@@ -1,5 +1,24 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createAuditLog } from '../audit/index.js';
 import type { Config } from '../config/schema.js';
-import type { Logger } from '../log/index.js';
+import { createLogger, type Logger } from '../log/index.js';
+import { Metrics } from '../metrics/index.js';
+import { OidcProvider } from '../oidc/provider.js';
+import { BrowserSignIn } from '../oidc/sign-in.js';
+import { LoginTransactions } from '../oidc/transactions.js';
+import { IdentityHeaders } from '../proxy/identity-headers.js';
+import { createUpstream } from '../proxy/upstream.js';
+import { MemoryStore } from '../session/memory-store.js';
+import { createRedisClient, RedisStore } from '../session/redis-store.js';
+import { SessionManager } from '../session/sessions.js';
+import { systemClock, type Clock, type KeyValueStore } from '../session/store.js';
+import { createMetricsServer } from './metrics-server.js';
+import { RouteList } from './paths.js';
+import { createRequestHandler, createUpgradeHandler } from './pipeline.js';
+import type { Services } from './services.js';
+import { SessionCookies } from './session-cookies.js';
+import { answerUpstreamFailure } from './upstream-failure.js';
 
 /** A started sidecar: its main and metrics servers, ready to serve. */
 export interface RunningSidecar {
@@ -13,8 +32,108 @@ export interface RunningSidecar {
 
 export interface StartOptions {
   logger?: Logger;
+  /** Injected in tests to move time without sleeping. */
+  clock?: Clock;
 }
 
-export async function startSidecar(_config: Config, _options: StartOptions = {}): Promise<RunningSidecar> {
-  throw new Error('startSidecar: being written');
+/** Client request headers above this size are answered 431 by Node before any of our code runs. */
+const MAX_HEADER_BYTES = 16 * 1024;
+
+/** Builds every service from the configuration and starts both servers. */
+export async function startSidecar(config: Config, options: StartOptions = {}): Promise<RunningSidecar> {
+  const logger = options.logger ?? createLogger(config.log.level);
+  const clock = options.clock ?? systemClock;
+  const store = createStore(config, clock);
+  const provider = new OidcProvider(config, logger, clock);
+  await provider.start();
+  const services = buildServices(config, logger, store, provider, clock);
+  const metrics = new Metrics();
+
+  const main = http.createServer({ maxHeaderSize: MAX_HEADER_BYTES, requestTimeout: 300_000, headersTimeout: 30_000 }, createRequestHandler(services));
+  main.on('upgrade', createUpgradeHandler(services));
+  main.on('clientError', (_error, socket) => {
+    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+  });
+  const metricsServer = createMetricsServer(store, provider, () => metrics.exposition());
+
+  await listen(main, config.listen.port, config.listen.host);
+  await listen(metricsServer, config.metrics.port, config.metrics.host);
+  logger.info({ url: baseUrl(main), metricsUrl: baseUrl(metricsServer), upstream: config.upstream.url, store: config.session.store }, 'oidc-sidecar started');
+
+  return {
+    url: baseUrl(main),
+    metricsUrl: baseUrl(metricsServer),
+    async close() {
+      provider.close();
+      await Promise.all([closeServer(main), closeServer(metricsServer)]);
+      services.upstream.close();
+      await store.close();
+    },
+  };
+}
+
+function buildServices(config: Config, logger: Logger, store: KeyValueStore, provider: OidcProvider, clock: Clock): Services {
+  const sessions = new SessionManager({
+    store,
+    secret: config.session.secret,
+    idleTimeoutMs: config.session.idleTimeoutMinutes * 60_000,
+    clock,
+    onError: (error) => logger.warn({ err: error }, 'extending a session in the store failed'),
+  });
+  const upstream = createUpstream({
+    target: new URL(config.upstream.url),
+    timeoutMs: config.upstream.timeoutSeconds * 1000,
+    publicUrl: new URL(config.publicUrl),
+    onFailure: (failure, req, res, error) => answerUpstreamFailure(logger, failure, req, res, error),
+  });
+  return {
+    config,
+    logger,
+    audit: createAuditLog(logger, config.audit.enabled),
+    store,
+    sessions,
+    provider,
+    signIn: new BrowserSignIn(config, provider, new LoginTransactions(store, config.session.secret), clock),
+    upstream,
+    identity: new IdentityHeaders(config.identity.headers),
+    cookies: new SessionCookies(config),
+    publicRoutes: new RouteList(config.routes.public),
+    apiRoutes: new RouteList(config.routes.api),
+    prefix: config.routes.prefix,
+    publicOrigin: new URL(config.publicUrl).origin,
+    clock,
+  };
+}
+
+function createStore(config: Config, clock: Clock): KeyValueStore {
+  if (config.session.store === 'redis') return new RedisStore(createRedisClient(config.redis));
+  return new MemoryStore({ clock });
+}
+
+function listen(server: http.Server, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+function baseUrl(server: http.Server): string {
+  const { address, port, family } = server.address() as AddressInfo;
+  const host = address === '0.0.0.0' || address === '::' ? '127.0.0.1' : family === 'IPv6' ? `[${address}]` : address;
+  return `http://${host}:${port}`;
+}
+
+/** Lets requests in flight finish for a short while, then closes what is left (e.g. WebSockets). */
+function closeServer(server: http.Server): Promise<void> {
+  return new Promise((resolve) => {
+    const force = setTimeout(() => server.closeAllConnections(), 5000).unref();
+    server.close(() => {
+      clearTimeout(force);
+      resolve();
+    });
+    server.closeIdleConnections();
+  });
 }

@@ -1,0 +1,231 @@
+import { createHash, X509Certificate } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { importPKCS8 } from 'jose';
+import * as client from 'openid-client';
+import { isHttpsOrLoopback, type Config } from '../config/schema.js';
+import type { Logger } from '../log/index.js';
+import type { Claims } from '../session/session.js';
+import { systemClock, type Clock } from '../session/store.js';
+
+/** What a successful code exchange or refresh yields. */
+export interface TokenSet {
+  claims: Claims;
+  idToken?: string;
+  accessToken: string;
+  refreshToken?: string;
+  /** When the access token expires (ms since epoch), when the provider said. */
+  expiresAt?: number;
+}
+
+/** The parameters one sign-in attempt is bound to (kept in the login transaction). */
+export interface AuthorizationChecks {
+  state: string;
+  nonce: string;
+  codeVerifier: string;
+}
+
+/** Claims that describe the token rather than the user; not kept in sessions. */
+const PROTOCOL_CLAIMS = new Set(['iss', 'aud', 'exp', 'iat', 'nbf', 'nonce', 'at_hash', 'c_hash', 'auth_time', 'azp', 'jti', 'acr', 'amr', 'uti', 'rh', 'aio']);
+const IDP_TIMEOUT_SECONDS = 10;
+const RETRY_DELAYS_MS = [1000, 2000, 5000, 10_000, 30_000];
+
+/**
+ * The OpenID Connect relying party: discovery (with endpoint overrides), the authorization URL,
+ * the code exchange with PKCE/state/nonce checks, refresh, revocation and the end-session URL.
+ * Discovery runs at start and is retried in the background until it succeeds; until then
+ * `isReady()` is false and `/readyz` answers 503.
+ */
+export class OidcProvider {
+  readonly redirectUri: string;
+  #configuration: client.Configuration | undefined;
+  #retryTimer: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  constructor(
+    private readonly config: Config,
+    private readonly logger: Logger,
+    private readonly clock: Clock = systemClock,
+  ) {
+    this.redirectUri = new URL(config.provider.redirectPath, config.publicUrl).href;
+  }
+
+  /** Starts discovery; resolves once the first attempt is over, whatever its outcome. */
+  async start(): Promise<void> {
+    await this.#discover(0);
+  }
+
+  isReady(): boolean {
+    return this.#configuration !== undefined;
+  }
+
+  close(): void {
+    this.#closed = true;
+    clearTimeout(this.#retryTimer);
+  }
+
+  /** The URL that sends the browser to the provider's sign-in. */
+  async authorizationUrl(checks: AuthorizationChecks): Promise<URL> {
+    const configuration = this.#ready();
+    return client.buildAuthorizationUrl(configuration, {
+      redirect_uri: this.redirectUri,
+      scope: this.config.provider.scopes.join(' '),
+      response_type: 'code',
+      state: checks.state,
+      nonce: checks.nonce,
+      code_challenge: await client.calculatePKCECodeChallenge(checks.codeVerifier),
+      code_challenge_method: 'S256',
+    });
+  }
+
+  /** Exchanges the code of `callbackQuery` and validates the ID token. */
+  async exchangeCode(callbackQuery: string, checks: AuthorizationChecks): Promise<TokenSet> {
+    const callbackUrl = new URL(this.redirectUri);
+    callbackUrl.search = callbackQuery;
+    const response = await client.authorizationCodeGrant(this.#ready(), callbackUrl, {
+      expectedState: checks.state,
+      expectedNonce: checks.nonce,
+      pkceCodeVerifier: checks.codeVerifier,
+      idTokenExpected: true,
+    });
+    return toTokenSet(response, undefined, this.clock());
+  }
+
+  /** Uses a refresh token; keeps the previous claims when the provider sends no new ID token. */
+  async refresh(refreshToken: string, previousClaims: Claims): Promise<TokenSet> {
+    const response = await client.refreshTokenGrant(this.#ready(), refreshToken);
+    const tokens = toTokenSet(response, previousClaims, this.clock());
+    return { ...tokens, refreshToken: tokens.refreshToken ?? refreshToken };
+  }
+
+  /** Revokes a token at the provider when it offers revocation; failures are logged, not thrown. */
+  async revoke(token: string, hint: 'access_token' | 'refresh_token'): Promise<void> {
+    const configuration = this.#configuration;
+    if (!configuration?.serverMetadata().revocation_endpoint) return;
+    try {
+      await client.tokenRevocation(configuration, token, { token_type_hint: hint });
+    } catch (error) {
+      this.logger.warn({ err: errorSummary(error) }, 'token revocation at the identity provider failed');
+    }
+  }
+
+  /** The provider's end-session URL, or null when it has none. */
+  endSessionUrl(idTokenHint: string | undefined, postLogoutRedirectUri: string): URL | null {
+    const configuration = this.#configuration;
+    if (!configuration?.serverMetadata().end_session_endpoint) return null;
+    const parameters: Record<string, string> = { post_logout_redirect_uri: postLogoutRedirectUri, client_id: this.config.provider.clientId };
+    if (idTokenHint) parameters.id_token_hint = idTokenHint;
+    return client.buildEndSessionUrl(configuration, parameters);
+  }
+
+  #ready(): client.Configuration {
+    if (!this.#configuration) throw new ProviderUnavailableError();
+    return this.#configuration;
+  }
+
+  async #discover(attempt: number): Promise<void> {
+    if (this.#closed) return;
+    try {
+      this.#configuration = await this.#buildConfiguration();
+      this.logger.info({ issuer: this.#configuration.serverMetadata().issuer }, 'identity provider metadata loaded');
+    } catch (error) {
+      const delay = RETRY_DELAYS_MS[Math.min(attempt, RETRY_DELAYS_MS.length - 1)]!;
+      this.logger.error({ err: errorSummary(error), retryInMs: delay }, 'identity provider discovery failed');
+      this.#retryTimer = setTimeout(() => void this.#discover(attempt + 1), delay);
+      this.#retryTimer.unref();
+    }
+  }
+
+  async #buildConfiguration(): Promise<client.Configuration> {
+    const { provider } = this.config;
+    const issuer = new URL(issuerUrl(this.config));
+    const insecure = issuer.protocol === 'http:' && isHttpsOrLoopback(issuer.href);
+    const options: client.DiscoveryRequestOptions = { timeout: IDP_TIMEOUT_SECONDS, execute: insecure ? [client.allowInsecureRequests] : [] };
+    const clientAuth = await this.#clientAuthentication();
+    const metadata: Partial<client.ClientMetadata> = { redirect_uris: [this.redirectUri] };
+    const discovered = await client.discovery(issuer, provider.clientId, metadata, clientAuth, options);
+    if (!provider.authorizationEndpoint && !provider.tokenEndpoint) return discovered;
+    const server: client.ServerMetadata = {
+      // A plain copy: the metadata object also carries helper methods.
+      ...(JSON.parse(JSON.stringify(discovered.serverMetadata())) as client.ServerMetadata),
+      authorization_endpoint: provider.authorizationEndpoint ?? discovered.serverMetadata().authorization_endpoint,
+      token_endpoint: provider.tokenEndpoint ?? discovered.serverMetadata().token_endpoint,
+    };
+    const overridden = new client.Configuration(server, provider.clientId, metadata, clientAuth);
+    overridden.timeout = IDP_TIMEOUT_SECONDS;
+    if (insecure) client.allowInsecureRequests(overridden);
+    return overridden;
+  }
+
+  async #clientAuthentication(): Promise<client.ClientAuth> {
+    const { provider } = this.config;
+    switch (provider.clientAuth) {
+      case 'client_secret_post':
+        return client.ClientSecretPost(provider.clientSecret);
+      case 'private_key_jwt':
+        return privateKeyJwt(provider.privateKeyFile!, provider.certificateFile);
+      default:
+        return client.ClientSecretBasic(provider.clientSecret);
+    }
+  }
+}
+
+/** The issuer to discover: the configured one, or Azure AD's v2.0 issuer for the tenant. */
+export function issuerUrl(config: Config): string {
+  const { provider } = config;
+  if (provider.type === 'azure') return `${provider.azure.authorityHost.replace(/\/$/, '')}/${provider.azure.tenant}/v2.0`;
+  return provider.issuerUrl!;
+}
+
+/** `private_key_jwt` client authentication; with a certificate, its thumbprints go in the header (Azure AD wants `x5t`). */
+async function privateKeyJwt(privateKeyFile: string, certificateFile: string | undefined): Promise<client.ClientAuth> {
+  const key = await importPKCS8(await readFile(privateKeyFile, 'utf8'), 'RS256');
+  if (!certificateFile) return client.PrivateKeyJwt(key);
+  const certificate = new X509Certificate(await readFile(certificateFile));
+  const x5t = createHash('sha1').update(certificate.raw).digest('base64url');
+  const x5tS256 = createHash('sha256').update(certificate.raw).digest('base64url');
+  return client.PrivateKeyJwt(key, {
+    [client.modifyAssertion]: (header) => {
+      header.x5t = x5t;
+      header['x5t#S256'] = x5tS256;
+    },
+  });
+}
+
+type TokenResponse = client.TokenEndpointResponse & client.TokenEndpointResponseHelpers;
+
+/** Claims from the response's ID token (or `previousClaims`); expiry from `expires_in`, else the ID token's `exp`. */
+function toTokenSet(response: TokenResponse, previousClaims: Claims | undefined, now: number): TokenSet {
+  const idTokenClaims = response.claims();
+  const claims = idTokenClaims ? userClaims(idTokenClaims) : previousClaims;
+  if (!claims) throw new Error('the provider returned no ID token');
+  const expiresIn = response.expiresIn();
+  return {
+    claims,
+    idToken: response.id_token,
+    accessToken: response.access_token,
+    refreshToken: response.refresh_token,
+    expiresAt: expiresIn !== undefined ? now + expiresIn * 1000 : idTokenClaims ? idTokenClaims.exp * 1000 : undefined,
+  };
+}
+
+/** The ID token's claims about the user (and the IdP session id `sid`), without the protocol claims. */
+function userClaims(idToken: client.IDToken): Claims {
+  const claims: Claims = {};
+  for (const [name, value] of Object.entries(idToken)) {
+    if (!PROTOCOL_CLAIMS.has(name)) claims[name] = value;
+  }
+  return claims;
+}
+
+export class ProviderUnavailableError extends Error {
+  readonly code = 'PROVIDER_UNAVAILABLE';
+  constructor() {
+    super('the identity provider metadata is not loaded yet');
+  }
+}
+
+/** A log-safe description of an error: its name, code and message, never a response body. */
+export function errorSummary(error: unknown): { name: string; code?: string; message: string } {
+  if (error instanceof Error) return { name: error.name, code: (error as { code?: string }).code, message: error.message };
+  return { name: 'Error', message: String(error) };
+}

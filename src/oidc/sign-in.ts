@@ -1,0 +1,138 @@
+import * as client from 'openid-client';
+import type { Config } from '../config/schema.js';
+import type { Claims, Session } from '../session/session.js';
+import type { Clock } from '../session/store.js';
+import { errorSummary, type OidcProvider, type TokenSet } from './provider.js';
+import { bindingHash, isBoundTo, type LoginTransactions } from './transactions.js';
+
+/** Why a sign-in failed: a stable code to branch on, the status to answer, and the precise reason. */
+export interface SignInFailure {
+  ok: false;
+  code: 'provider_error' | 'access_denied' | 'unknown_state' | 'foreign_state' | 'exchange_failed' | 'not_allowed';
+  status: 400 | 403;
+  /** Precise reason for the audit log (and the page when `errors.detailed` is on). */
+  reason: string;
+  /** Where the user wanted to go, when known (to offer "try again"). */
+  returnTo?: string;
+}
+
+export type SignInOutcome = { ok: true; session: Session; returnTo: string } | SignInFailure;
+
+const USER_CLAIMS = ['preferred_username', 'upn', 'email', 'sub'];
+
+/**
+ * The authorization code flow of browser users: `begin` stores a login transaction and gives the
+ * provider URL; `complete` takes the transaction named by the callback's `state`, checks it belongs
+ * to this browser, exchanges the code and builds the session. `refresh` renews a session's tokens.
+ */
+export class BrowserSignIn {
+  readonly #maxLifetimeMs: number;
+  readonly #allowedGroups: Set<string>;
+  readonly #allowedDomains: string[];
+
+  constructor(
+    private readonly config: Config,
+    private readonly provider: OidcProvider,
+    private readonly transactions: LoginTransactions,
+    private readonly clock: Clock,
+  ) {
+    this.#maxLifetimeMs = config.session.maxLifetimeHours * 3600_000;
+    this.#allowedGroups = new Set(config.authorization.allowedGroups);
+    this.#allowedDomains = config.authorization.allowedEmailDomains.map((domain) => '@' + domain.toLowerCase());
+  }
+
+  /** Starts a sign-in that returns to `returnTo`; `bindingValue` is this browser's binding cookie. */
+  async begin(returnTo: string, bindingValue: string): Promise<URL> {
+    const transaction = await this.transactions.begin({
+      returnTo,
+      nonce: client.randomNonce(),
+      codeVerifier: client.randomPKCECodeVerifier(),
+      bindingHash: bindingHash(bindingValue),
+      createdAt: this.clock(),
+    });
+    return this.provider.authorizationUrl(transaction);
+  }
+
+  /** Finishes a sign-in from the callback's query string; never creates a session on failure. */
+  async complete(rawQuery: string, bindingValue: string | undefined): Promise<SignInOutcome> {
+    const query = new URLSearchParams(rawQuery);
+    const transaction = await this.transactions.take(query.get('state') ?? '');
+    const providerError = query.get('error');
+    if (providerError) return providerFailure(providerError, query.get('error_description'), transaction?.returnTo);
+    if (!transaction) return failure('unknown_state', 400, 'the state is unknown, expired or was already used');
+    if (!isBoundTo(transaction, bindingValue)) {
+      return failure('foreign_state', 400, 'the state was issued to another browser', transaction.returnTo);
+    }
+    let tokens: TokenSet;
+    try {
+      tokens = await this.provider.exchangeCode(rawQuery, transaction);
+    } catch (error) {
+      return failure('exchange_failed', 400, `the code exchange failed: ${exchangeErrorText(error)}`, transaction.returnTo);
+    }
+    const denial = this.#authorizationDenial(tokens.claims);
+    if (denial) return failure('not_allowed', 403, denial, transaction.returnTo);
+    return { ok: true, session: this.#newSession(tokens), returnTo: transaction.returnTo };
+  }
+
+  /** Renews the session's tokens with its refresh token; throws when the provider refuses. */
+  async refresh(session: Session): Promise<Session> {
+    const tokens = await this.provider.refresh(session.refreshToken!, session.claims);
+    return { ...session, ...tokenFields(tokens), claims: tokens.claims };
+  }
+
+  #newSession(tokens: TokenSet): Session {
+    const now = this.clock();
+    const { claims } = tokens;
+    const subject = String((this.config.provider.type === 'azure' && claims.oid) || claims.sub);
+    return {
+      subject,
+      user: userName(claims),
+      claims,
+      ...tokenFields(tokens),
+      sid: typeof claims.sid === 'string' ? claims.sid : undefined,
+      createdAt: now,
+      expiresAt: now + this.#maxLifetimeMs,
+    };
+  }
+
+  /** Why this user may not use the portal, or null when the authorization rules let them in. */
+  #authorizationDenial(claims: Claims): string | null {
+    if (this.#allowedGroups.size > 0) {
+      const groups = Array.isArray(claims.groups) ? claims.groups : [];
+      if (!groups.some((group) => this.#allowedGroups.has(String(group)))) return 'the user is in none of authorization.allowedGroups';
+    }
+    if (this.#allowedDomains.length > 0) {
+      const email = typeof claims.email === 'string' ? claims.email.toLowerCase() : '';
+      if (!this.#allowedDomains.some((domain) => email.endsWith(domain))) return "the user's e-mail domain is not in authorization.allowedEmailDomains";
+    }
+    return null;
+  }
+}
+
+function tokenFields(tokens: TokenSet): Pick<Session, 'idToken' | 'accessToken' | 'refreshToken' | 'tokenExpiresAt'> {
+  return { idToken: tokens.idToken, accessToken: tokens.accessToken, refreshToken: tokens.refreshToken, tokenExpiresAt: tokens.expiresAt };
+}
+
+/** The name logs and the audit log show: the X-Forwarded-User rule of DESIGN.md §4. */
+export function userName(claims: Claims): string {
+  for (const claim of USER_CLAIMS) {
+    const value = claims[claim];
+    if (typeof value === 'string' && value !== '') return value;
+  }
+  return 'unknown';
+}
+
+function failure(code: SignInFailure['code'], status: 400 | 403, reason: string, returnTo?: string): SignInFailure {
+  return { ok: false, code, status, reason, returnTo };
+}
+
+function providerFailure(error: string, description: string | null, returnTo: string | undefined): SignInFailure {
+  const reason = `the identity provider answered ${error.slice(0, 100)}${description ? `: ${description.slice(0, 300)}` : ''}`;
+  return error === 'access_denied' ? failure('access_denied', 403, reason, returnTo) : failure('provider_error', 400, reason, returnTo);
+}
+
+/** The provider's OAuth error code and description when it sent one, else the library's message. */
+function exchangeErrorText(error: unknown): string {
+  if (error instanceof client.ResponseBodyError) return `${error.error}${error.error_description ? ` (${error.error_description})` : ''}`;
+  return errorSummary(error).message;
+}

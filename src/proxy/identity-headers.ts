@@ -1,0 +1,108 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Claims } from '../session/session.js';
+
+/** Headers the sidecar injects besides the configured identity headers (DESIGN.md §4). */
+export const CLIENT_ID_HEADER = 'x-forwarded-client-id';
+export const AUTH_METHOD_HEADER = 'x-auth-method';
+export const ACCESS_TOKEN_HEADER = 'x-forwarded-access-token';
+
+export type AuthMethod = 'session' | 'bearer' | 'client-credentials' | 'client-certificate';
+
+interface HeaderRule {
+  /** Lower-case header name. */
+  name: string;
+  /** Claims tried in order; the first present one gives the value. */
+  claims: string[];
+  /** Only values that look like an e-mail address qualify (X-Forwarded-Email's `upn` fallback). */
+  addressesOnly: boolean;
+}
+
+const EMAIL_ADDRESS = /^[^@\s]+@[^@\s]+$/;
+
+/**
+ * The identity-header plan, built once from configuration: which headers to strip from every
+ * incoming request, and how to fill the configured ones from a user's claims.
+ */
+export class IdentityHeaders {
+  readonly #rules: HeaderRule[];
+  readonly #spoofable: Set<string>;
+
+  constructor(configured: Record<string, string | string[]>) {
+    this.#rules = Object.entries(configured).map(([name, claims]) => ({
+      name: name.toLowerCase(),
+      claims: Array.isArray(claims) ? claims : [claims],
+      addressesOnly: name.toLowerCase() === 'x-forwarded-email',
+    }));
+    this.#spoofable = new Set([
+      ...this.#rules.map((rule) => rule.name),
+      CLIENT_ID_HEADER,
+      AUTH_METHOD_HEADER,
+      ACCESS_TOKEN_HEADER,
+    ]);
+  }
+
+  /**
+   * Deletes from `headers` every header the sidecar may inject, in any case and with `_` for `-`
+   * (Node already lower-cases names; `X_Forwarded_User` arrives as `x_forwarded_user`).
+   */
+  strip(headers: IncomingHttpHeaders): void {
+    for (const name in headers) {
+      if (this.#spoofable.has(name) || (name.includes('_') && this.#spoofable.has(name.replaceAll('_', '-')))) {
+        delete headers[name];
+      }
+    }
+  }
+
+  /** The configured identity headers for `claims`, values encoded per DESIGN.md §4; absent claims omitted. */
+  fromClaims(claims: Claims): Record<string, string> {
+    const result: Record<string, string> = {};
+    for (const rule of this.#rules) {
+      const value = this.#valueFor(rule, claims);
+      if (value !== undefined) result[rule.name] = value;
+    }
+    return result;
+  }
+
+  #valueFor(rule: HeaderRule, claims: Claims): string | undefined {
+    for (const claim of rule.claims) {
+      const text = claimText(claims[claim]);
+      if (text === undefined) continue;
+      if (rule.addressesOnly && !EMAIL_ADDRESS.test(text)) continue;
+      return encodeHeaderValue(text);
+    }
+    return undefined;
+  }
+}
+
+/** A claim as header text: arrays joined with `,`; objects and empty values count as absent. */
+function claimText(value: unknown): string | undefined {
+  if (typeof value === 'string') return value === '' ? undefined : value;
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  if (Array.isArray(value)) {
+    const items = value.filter((item) => typeof item === 'string' || typeof item === 'number').map(String);
+    return items.length > 0 ? items.join(',') : undefined;
+  }
+  return undefined;
+}
+
+/**
+ * Percent-encodes `%`, control characters and every non-ASCII character (as UTF-8), so that
+ * `decodeURIComponent(value)` gives back the exact claim and the header stays one clean line.
+ */
+export function encodeHeaderValue(text: string): string {
+  let needsEncoding = false;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code < 0x20 || code >= 0x7f || code === 0x25) {
+      needsEncoding = true;
+      break;
+    }
+  }
+  if (!needsEncoding) return text;
+  let result = '';
+  for (const char of text.toWellFormed()) {
+    const code = char.codePointAt(0)!;
+    result += code < 0x20 || code >= 0x7f || code === 0x25 ? encodeURIComponent(char) : char;
+  }
+  return result;
+}

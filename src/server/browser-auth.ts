@@ -1,0 +1,60 @@
+import type { IncomingMessage } from 'node:http';
+import { errorSummary } from '../oidc/provider.js';
+import type { Session } from '../session/session.js';
+import type { SessionHandle } from '../session/sessions.js';
+import { requestAuditFields, type Services } from './services.js';
+
+/** Tokens are renewed this long before they expire, so a request never carries an expired one. */
+const TOKEN_EXPIRY_LEEWAY_MS = 5_000;
+
+/**
+ * The browser session of `req`, with its tokens renewed when they are due, or null when there is
+ * none: no cookie, a tampered or unknown one, an ended session, or tokens that expired and could
+ * not be renewed. Never throws for a bad cookie: a bad cookie means "sign in".
+ */
+export async function authenticateSession(services: Services, req: IncomingMessage): Promise<Session | null> {
+  const cookie = services.cookies.readSession(req);
+  if (cookie === undefined) return null;
+  const resumed = await services.sessions.resume(cookie);
+  if (!resumed.ok) {
+    if (resumed.reason === 'expired') {
+      services.audit.record({ event: 'session_expired', reason: 'the session reached session.maxLifetimeHours', method: 'session', ...requestAuditFields(req) });
+    }
+    return null;
+  }
+  const { session, handle } = resumed;
+  if (!tokensDue(session, services.clock())) return session;
+  return renewTokens(services, req, cookie, handle, session);
+}
+
+function tokensDue(session: Session, now: number): boolean {
+  return session.tokenExpiresAt !== undefined && now >= session.tokenExpiresAt - TOKEN_EXPIRY_LEEWAY_MS;
+}
+
+/** Refreshes once across all replicas; the others wait and read the renewed session. */
+async function renewTokens(services: Services, req: IncomingMessage, cookie: string, handle: SessionHandle, session: Session): Promise<Session | null> {
+  const auditFields = { user: session.user, method: 'session', ...requestAuditFields(req) };
+  if (!services.config.session.refreshTokens || !session.refreshToken) {
+    await services.sessions.end(handle);
+    const reason = services.config.session.refreshTokens ? 'the tokens expired and the provider gave no refresh token' : 'the tokens expired and session.refreshTokens is off';
+    services.audit.record({ event: 'session_expired', reason, ...auditFields });
+    return null;
+  }
+  try {
+    const renewed = await services.sessions.withRefreshLock(handle, async () => {
+      const refreshed = await services.signIn.refresh(session);
+      await services.sessions.update(handle, refreshed);
+      return refreshed;
+    });
+    if (renewed) {
+      services.audit.record({ event: 'token_refreshed', ...auditFields });
+      return renewed;
+    }
+    const reloaded = await services.sessions.resume(cookie);
+    return reloaded.ok && !tokensDue(reloaded.session, services.clock()) ? reloaded.session : null;
+  } catch (error) {
+    await services.sessions.end(handle);
+    services.audit.record({ event: 'refresh_failed', reason: `token refresh failed: ${errorSummary(error).message}`, ...auditFields });
+    return null;
+  }
+}

@@ -1,0 +1,50 @@
+/** Reading one cookie from a Cookie header, and writing Set-Cookie values: all the sidecar needs. */
+
+/** The value of cookie `name` in a Cookie header, or undefined. The first occurrence wins. */
+export function readCookie(header: string | undefined, name: string): string | undefined {
+  if (!header) return undefined;
+  let from = 0;
+  while (from < header.length) {
+    const at = header.indexOf(name + '=', from);
+    if (at === -1) return undefined;
+    const startsPair = at === 0 || header[at - 1] === ' ' || header[at - 1] === ';';
+    const valueStart = at + name.length + 1;
+    if (startsPair) {
+      const end = header.indexOf(';', valueStart);
+      return header.slice(valueStart, end === -1 ? undefined : end).trim();
+    }
+    from = valueStart;
+  }
+  return undefined;
+}
+
+/** Removes cookie `name` from a Cookie header (so the portal never sees the sidecar's cookies). */
+export function withoutCookie(header: string, name: string): string {
+  return header
+    .split(';')
+    .filter((pair) => !pair.trimStart().startsWith(name + '='))
+    .join(';')
+    .trim();
+}
+
+export interface CookieAttributes {
+  path: string;
+  domain?: string;
+  secure: boolean;
+  sameSite: 'lax' | 'strict' | 'none';
+  /** Seconds; omitted for a browser-session cookie; 0 deletes. */
+  maxAgeSeconds?: number;
+}
+
+/** A Set-Cookie header value; always HttpOnly. */
+export function serializeCookie(name: string, value: string, attributes: CookieAttributes): string {
+  let cookie = `${name}=${value}; Path=${attributes.path}; HttpOnly; SameSite=${capitalize(attributes.sameSite)}`;
+  if (attributes.domain) cookie += `; Domain=${attributes.domain}`;
+  if (attributes.secure) cookie += '; Secure';
+  if (attributes.maxAgeSeconds !== undefined) cookie += `; Max-Age=${Math.max(0, Math.floor(attributes.maxAgeSeconds))}`;
+  return cookie;
+}
+
+function capitalize(word: string): string {
+  return word[0]!.toUpperCase() + word.slice(1);
+}

@@ -1,0 +1,117 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { AUTH_METHOD_HEADER } from '../proxy/identity-headers.js';
+import type { Session } from '../session/session.js';
+import { authenticateSession } from './browser-auth.js';
+import { handleOwnEndpoint, isOwnEndpoint } from './endpoints.js';
+import { normalizeRequestPath } from './paths.js';
+import { isBrowserNavigation } from './request-kind.js';
+import { sendHtml, sendJson, sendUnauthorized } from './responses.js';
+import { REQUEST_ID_HEADER, type Services } from './services.js';
+import { startSignIn } from './sign-in-routes.js';
+
+const VALID_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/**
+ * The request pipeline of the main port (DESIGN.md §1), in order:
+ * strip spoofable headers → validate the path → own endpoints → public routes → browser session →
+ * anonymous (redirect to the provider, or 401).
+ */
+export function createRequestHandler(services: Services): (req: IncomingMessage, res: ServerResponse) => void {
+  const identityBySession = new WeakMap<Session, Record<string, string>>();
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    services.identity.strip(req.headers);
+    assignRequestId(req);
+    const path = normalizeRequestPath(req.url);
+    if (!path.ok) return sendJson(res, 400, { error: 'bad_request', error_description: 'The request path is not acceptable.' });
+    if (isOwnEndpoint(services, path.normalized)) return handleOwnEndpoint(services, req, res, path.normalized);
+    if (services.publicRoutes.matches(path.normalized)) return forward(req, res);
+
+    const session = await authenticateSession(services, req);
+    if (session) {
+      addIdentity(req, session);
+      return forward(req, res);
+    }
+
+    if (isBrowserNavigation(req.method, req.headers, services.apiRoutes.matches(path.normalized))) {
+      return startSignIn(services, req, res, services.publicOrigin + req.url);
+    }
+    return sendUnauthorized(res, services.publicOrigin);
+  }
+
+  function forward(req: IncomingMessage, res: ServerResponse): void {
+    services.cookies.stripFromRequest(req);
+    services.upstream.web(req, res);
+  }
+
+  function addIdentity(req: IncomingMessage, session: Session): void {
+    let headers = identityBySession.get(session);
+    if (!headers) {
+      headers = services.identity.fromClaims(session.claims);
+      headers[AUTH_METHOD_HEADER] = 'session';
+      if (services.config.identity.passAccessToken && session.accessToken) headers['x-forwarded-access-token'] = session.accessToken;
+      if (services.config.identity.passIdToken && session.idToken) headers.authorization = `Bearer ${session.idToken}`;
+      identityBySession.set(session, headers);
+    }
+    Object.assign(req.headers, headers);
+  }
+
+  return (req, res) => {
+    handle(req, res).catch((error: unknown) => sendInternalError(services, req, res, error));
+  };
+}
+
+/**
+ * WebSocket upgrades go through the same checks as any request: path, public routes, session.
+ * There is no redirect for a socket: without a session the answer is 401.
+ */
+export function createUpgradeHandler(services: Services): (req: IncomingMessage, socket: Duplex, head: Buffer) => void {
+  async function handle(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    services.identity.strip(req.headers);
+    assignRequestId(req);
+    if (!services.config.upstream.websockets) return refuseUpgrade(socket, 403, 'Forbidden');
+    const path = normalizeRequestPath(req.url);
+    if (!path.ok || isOwnEndpoint(services, path.normalized)) return refuseUpgrade(socket, 400, 'Bad Request');
+    if (!services.publicRoutes.matches(path.normalized)) {
+      const session = await authenticateSession(services, req);
+      if (!session) return refuseUpgrade(socket, 401, 'Unauthorized');
+      Object.assign(req.headers, services.identity.fromClaims(session.claims), { [AUTH_METHOD_HEADER]: 'session' });
+    }
+    services.cookies.stripFromRequest(req);
+    services.upstream.ws(req, socket, head);
+  }
+
+  return (req, socket, head) => {
+    socket.on('error', () => socket.destroy());
+    handle(req, socket, head).catch((error: unknown) => {
+      services.logger.error({ err: error, requestId: req.headers[REQUEST_ID_HEADER] }, 'websocket upgrade failed');
+      refuseUpgrade(socket, 500, 'Internal Server Error');
+    });
+  };
+}
+
+function assignRequestId(req: IncomingMessage): void {
+  const incoming = req.headers[REQUEST_ID_HEADER];
+  if (typeof incoming !== 'string' || !VALID_REQUEST_ID.test(incoming)) req.headers[REQUEST_ID_HEADER] = randomUUID();
+}
+
+function refuseUpgrade(socket: Duplex, status: number, text: string): void {
+  if (socket.writable) socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+  socket.destroy();
+}
+
+/** Something failed inside the sidecar (e.g. the session store is down): fail closed, say little. */
+function sendInternalError(services: Services, req: IncomingMessage, res: ServerResponse, error: unknown): void {
+  const requestId = String(req.headers[REQUEST_ID_HEADER]);
+  services.logger.error({ err: error, requestId }, 'request failed inside the sidecar');
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  if (!req.headers.accept?.includes('text/html')) {
+    return sendJson(res, 503, { error: 'temporarily_unavailable', error_description: 'The service is temporarily unavailable.' });
+  }
+  sendHtml(res, 503, { title: 'Temporarily unavailable', message: 'The portal cannot be reached right now. Please try again in a moment.', requestId });
+}

@@ -1,0 +1,16 @@
+import type { IncomingHttpHeaders } from 'node:http';
+
+/**
+ * True when an unauthenticated request may be answered with a redirect to the identity provider:
+ * a top-level browser navigation (GET/HEAD, HTML accepted, not an API route, not XHR/fetch).
+ * Everything else gets a 401, never a redirect.
+ */
+export function isBrowserNavigation(method: string | undefined, headers: IncomingHttpHeaders, isApiRoute: boolean): boolean {
+  if (isApiRoute) return false;
+  if (method !== 'GET' && method !== 'HEAD') return false;
+  if (!headers.accept?.includes('text/html')) return false;
+  if (String(headers['x-requested-with']).toLowerCase() === 'xmlhttprequest') return false;
+  const fetchMode = headers['sec-fetch-mode'];
+  if (fetchMode !== undefined && fetchMode !== 'navigate') return false;
+  return true;
+}

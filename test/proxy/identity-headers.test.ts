@@ -1,0 +1,69 @@
+import t from 'tap';
+import { DEFAULT_IDENTITY_HEADERS } from '../../src/config/schema.js';
+import { encodeHeaderValue, IdentityHeaders } from '../../src/proxy/identity-headers.js';
+
+const identity = new IdentityHeaders(DEFAULT_IDENTITY_HEADERS);
+
+t.test('claims become the identity headers of DESIGN.md §4', async (t) => {
+  const headers = identity.fromClaims({
+    sub: 'subject-1',
+    preferred_username: 'alice',
+    email: 'alice@example.com',
+    name: 'Alice Zoë',
+    groups: ['portal-users', 'admins'],
+    roles: ['Portal.Admin'],
+  });
+  t.same(headers, {
+    'x-forwarded-user': 'alice',
+    'x-forwarded-email': 'alice@example.com',
+    'x-forwarded-name': 'Alice Zo%C3%AB',
+    'x-forwarded-groups': 'portal-users,admins',
+    'x-forwarded-roles': 'Portal.Admin',
+    'x-forwarded-subject': 'subject-1',
+  });
+  t.equal(decodeURIComponent(headers['x-forwarded-name']!), 'Alice Zoë');
+});
+
+t.test('fallbacks: user from upn/email/sub, e-mail from upn only when it is an address', async (t) => {
+  t.same(identity.fromClaims({ sub: 's', upn: 'bob@corp.example' }), {
+    'x-forwarded-user': 'bob@corp.example',
+    'x-forwarded-email': 'bob@corp.example',
+    'x-forwarded-subject': 's',
+  });
+  t.same(identity.fromClaims({ sub: 's', upn: 'CORP\\bob' }), { 'x-forwarded-user': 'CORP\\bob', 'x-forwarded-subject': 's' });
+  t.same(identity.fromClaims({ sub: 's', groups: [], name: '' }), { 'x-forwarded-user': 's', 'x-forwarded-subject': 's' });
+});
+
+t.test('values are one clean line that decodes to the exact claim', async (t) => {
+  const cases = ['plain', '100%', 'line\r\nX-Injected: 1', 'tab\there', '日本語', 'emoji 🎉', '\u0000nul', 'lone \ud800 surrogate'];
+  for (const value of cases) {
+    const encoded = encodeHeaderValue(value);
+    t.match(encoded, /^[\x20-\x7e]*$/, `${JSON.stringify(value)} is printable ASCII`);
+    t.equal(decodeURIComponent(encoded), value.toWellFormed(), `${JSON.stringify(value)} round-trips`);
+  }
+});
+
+t.test('every spoofable variant of an identity header is stripped', async (t) => {
+  const headers: Record<string, string> = {
+    'x-forwarded-user': 'mallory',
+    x_forwarded_user: 'mallory',
+    'x_forwarded-email': 'm@evil.example',
+    'x-forwarded_groups': 'admins',
+    'x-auth-method': 'session',
+    x_auth_method: 'bearer',
+    'x-forwarded-client-id': 'app',
+    'x-forwarded-access-token': 'forged',
+    'x-forwarded-for': '10.0.0.1',
+    accept: 'text/html',
+  };
+  identity.strip(headers);
+  t.same(headers, { 'x-forwarded-for': '10.0.0.1', accept: 'text/html' });
+});
+
+t.test('configured header names are stripped and filled too', async (t) => {
+  const custom = new IdentityHeaders({ 'X-Remote-User': 'email' });
+  const headers: Record<string, string> = { 'x-remote-user': 'mallory', x_remote_user: 'mallory', 'x-forwarded-user': 'x' };
+  custom.strip(headers);
+  t.same(headers, { 'x-forwarded-user': 'x' });
+  t.same(custom.fromClaims({ email: 'a@b.example' }), { 'x-remote-user': 'a@b.example' });
+});

@@ -1,0 +1,135 @@
+import { randomBytes } from 'node:crypto';
+import { configSchema, type Config } from '../../src/config/schema.js';
+import { createLogger } from '../../src/log/index.js';
+import { startSidecar, type RunningSidecar } from '../../src/server/index.js';
+import type { Clock } from '../../src/session/store.js';
+import { CookieJar, signInWithoutBrowser } from './browserless.js';
+import { freePort } from './free-port.js';
+import { request } from './http.js';
+import { DEMO_USERS, startIdp, type IdpOptions, type TestIdp, type TestUser } from './idp.js';
+import { startPortal, type LegacyPortal } from './portal.js';
+
+/**
+ * A whole deployment on loopback for integration tests: the real test IdP, the demo portal and one
+ * or more sidecars (replicas) sharing one configuration — and, for the Redis store, one Redis.
+ */
+export interface Stack {
+  idp: TestIdp;
+  portal: LegacyPortal;
+  config: Config;
+  /** The first replica; its address is also `publicUrl`. */
+  sidecar: RunningSidecar;
+  /** Every line the sidecars logged (audit events included), for assertions and secret scans. */
+  logLines: string[];
+  /** Starts another replica with the same configuration on another port. */
+  addReplica(): Promise<RunningSidecar>;
+  stop(): Promise<void>;
+}
+
+export interface StackOptions {
+  /** Configuration merged over the stack's defaults (deeply, objects only). */
+  config?: Record<string, unknown>;
+  idp?: Partial<IdpOptions>;
+  clock?: Clock;
+  /** Start the sidecar before the IdP is up (for readiness tests). */
+  withoutIdp?: boolean;
+}
+
+export const CLIENT_ID = 'portal-sidecar';
+/** Headers of a top-level browser navigation (Node's fetch says `sec-fetch-mode: cors` otherwise). */
+export const NAVIGATION = { accept: 'text/html', 'sec-fetch-mode': 'navigate' };
+export const CLIENT_SECRET = 'portal-sidecar-client-secret-for-tests';
+
+export async function startStack(options: StackOptions = {}): Promise<Stack> {
+  const port = await freePort();
+  const publicUrl = `http://127.0.0.1:${port}`;
+  const portal = await startPortal();
+  const idp = await startIdp({
+    clients: [
+      {
+        clientId: CLIENT_ID,
+        clientSecret: CLIENT_SECRET,
+        redirectUris: [`${publicUrl}/oauth2/callback`],
+        postLogoutRedirectUris: [`${publicUrl}/oauth2/sign_out`, `${publicUrl}/`],
+      },
+    ],
+    ...options.idp,
+  });
+  const config = configSchema.parse(
+    deepMerge(
+      {
+        listen: { host: '127.0.0.1', port },
+        metrics: { host: '127.0.0.1', port: 0 },
+        upstream: { url: portal.url, timeoutSeconds: 5 },
+        publicUrl,
+        provider: { issuerUrl: idp.issuer, clientId: CLIENT_ID, clientSecret: CLIENT_SECRET },
+        session: { secret: randomBytes(32).toString('base64url') },
+        log: { level: 'info' },
+      },
+      options.config ?? {},
+    ),
+  );
+  const logLines: string[] = [];
+  const logger = createLogger(config.log.level, { write: (line: string) => void logLines.push(line) });
+  const replicas: RunningSidecar[] = [];
+  const start = async (listenPort: number) => {
+    const replica = await startSidecar({ ...config, listen: { ...config.listen, port: listenPort } }, { logger, clock: options.clock });
+    replicas.push(replica);
+    return replica;
+  };
+  const sidecar = await start(port);
+  return {
+    idp,
+    portal,
+    config,
+    sidecar,
+    logLines,
+    addReplica: () => start(0),
+    async stop() {
+      await Promise.all(replicas.map((replica) => replica.close()));
+      await Promise.all([idp.stop(), portal.stop()]);
+    },
+  };
+}
+
+/** The audit events logged so far, parsed. */
+export function auditEvents(stack: Stack): Array<Record<string, unknown>> {
+  return stack.logLines.map((line) => JSON.parse(line) as Record<string, unknown>).filter((entry) => entry.log === 'audit');
+}
+
+/**
+ * Signs `user` in through the sidecar at `baseUrl` like a browser would, without one: asks for
+ * `path`, follows the redirect to the IdP, signs in there, and returns to the callback.
+ * Resolves with the session cookie value and where the callback sent the browser.
+ */
+export async function signIn(
+  stack: Stack,
+  options: { user?: TestUser; path?: string; baseUrl?: string; callbackBaseUrl?: string } = {},
+): Promise<{ cookie: string; location: string; cookieHeader: string }> {
+  const user = options.user ?? DEMO_USERS.alice;
+  const baseUrl = options.baseUrl ?? stack.sidecar.url;
+  const cookieName = stack.config.session.cookie.name;
+  const start = await request(baseUrl + (options.path ?? '/'), { headers: NAVIGATION });
+  if (start.status !== 302) throw new Error(`the sidecar answered ${start.status} instead of sending the browser to the IdP`);
+  const binding = start.cookies[`${cookieName}_csrf`];
+  const callback = new URL(await signInWithoutBrowser(String(start.headers.location), user.username, user.password, new CookieJar()));
+  const answer = await request((options.callbackBaseUrl ?? baseUrl) + callback.pathname + callback.search, {
+    headers: { ...NAVIGATION, cookie: `${cookieName}_csrf=${binding}` },
+  });
+  if (answer.status !== 302) throw new Error(`callback answered ${answer.status}: ${answer.body}`);
+  const cookie = answer.cookies[cookieName]!;
+  return { cookie, location: String(answer.headers.location), cookieHeader: `${cookieName}=${cookie}` };
+}
+
+function deepMerge(base: Record<string, unknown>, overrides: Record<string, unknown>): Record<string, unknown> {
+  const result: Record<string, unknown> = { ...base };
+  for (const [key, value] of Object.entries(overrides)) {
+    const current = result[key];
+    result[key] = isPlainObject(current) && isPlainObject(value) ? deepMerge(current, value) : value;
+  }
+  return result;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
