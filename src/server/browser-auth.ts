@@ -43,8 +43,7 @@ async function renewTokens(services: Services, req: IncomingMessage, cookie: str
   try {
     const renewed = await services.sessions.withRefreshLock(handle, async () => {
       const refreshed = await services.signIn.refresh(session);
-      await services.sessions.update(handle, refreshed);
-      return refreshed;
+      return (await services.sessions.update(handle, refreshed)) ? refreshed : null;
     });
     if (renewed) {
       services.audit.record({ event: 'token_refreshed', ...auditFields });

@@ -51,8 +51,10 @@ export async function startSidecar(config: Config, options: StartOptions = {}): 
 
   const main = http.createServer({ maxHeaderSize: MAX_HEADER_BYTES, requestTimeout: 300_000, headersTimeout: 30_000 }, createRequestHandler(services));
   main.on('upgrade', createUpgradeHandler(services));
-  main.on('clientError', (_error, socket) => {
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+  main.on('clientError', (error: NodeJS.ErrnoException, socket) => {
+    const status = error.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
+    if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    else socket.destroy();
   });
   const metricsServer = createMetricsServer(store, provider, () => metrics.exposition());
 

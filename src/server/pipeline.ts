@@ -6,6 +6,7 @@ import type { Session } from '../session/session.js';
 import { authenticateSession } from './browser-auth.js';
 import { handleOwnEndpoint, isOwnEndpoint } from './endpoints.js';
 import { normalizeRequestPath } from './paths.js';
+import { safeReturnUrl } from './redirects.js';
 import { isBrowserNavigation } from './request-kind.js';
 import { sendHtml, sendJson, sendUnauthorized } from './responses.js';
 import { REQUEST_ID_HEADER, type Services } from './services.js';
@@ -36,7 +37,8 @@ export function createRequestHandler(services: Services): (req: IncomingMessage,
     }
 
     if (isBrowserNavigation(req.method, req.headers, services.apiRoutes.matches(path.normalized))) {
-      return startSignIn(services, req, res, services.publicOrigin + req.url);
+      const returnTo = safeReturnUrl(services.publicOrigin + req.url, services.publicOrigin) ?? services.publicOrigin + '/';
+      return startSignIn(services, req, res, returnTo);
     }
     return sendUnauthorized(res, services.publicOrigin);
   }

@@ -1,0 +1,269 @@
+import { createHash, randomBytes } from 'node:crypto';
+import http from 'node:http';
+import net from 'node:net';
+import t from 'tap';
+import { request } from '../support/http.js';
+import { auditEvents, NAVIGATION, signIn, startStack } from '../support/stack.js';
+
+const JSON_ACCEPT = { accept: 'application/json' };
+
+t.test('requests through a running sidecar', async (t) => {
+  const stack = await startStack({ config: { routes: { public: ['^/public/', '^/health$'] } } });
+  t.teardown(() => stack.stop());
+  const { cookieHeader, cookie } = await signIn(stack);
+  const url = (path: string) => stack.sidecar.url + path;
+  const lastPortalRequest = () => stack.portal.requests.at(-1)!;
+
+  t.test('API routes, non-GET, XHR/fetch and non-HTML Accept get 401 JSON, never a redirect', async (t) => {
+    const cases: Array<[string, string, Record<string, string>]> = [
+      ['API route', '/api/items', NAVIGATION],
+      ['OData route', '/odata/data/cases', NAVIGATION],
+      ['POST', '/form', { ...NAVIGATION }],
+      ['XHR', '/page', { ...NAVIGATION, 'x-requested-with': 'XMLHttpRequest' }],
+      ['fetch()', '/page', { accept: 'text/html', 'sec-fetch-mode': 'cors' }],
+      ['JSON client', '/page', JSON_ACCEPT],
+    ];
+    for (const [name, path, headers] of cases) {
+      const answer = await request(url(path), { method: name === 'POST' ? 'POST' : 'GET', headers });
+      t.equal(answer.status, 401, name);
+      t.match(answer.headers['www-authenticate'], /^Bearer realm=/, name);
+      t.match(JSON.parse(answer.body), { error: 'unauthorized' }, name);
+    }
+  });
+
+  t.test('spoofed identity headers never reach the portal, in any spelling, on any route', async (t) => {
+    const spoofed = {
+      'X-Forwarded-User': 'mallory',
+      X_Forwarded_User: 'mallory',
+      'x-forwarded-email': 'mallory@evil.example',
+      'X-FORWARDED-GROUPS': 'spoofed-group',
+      X_Auth_Method: 'spoofed-method',
+      'X-Forwarded-Client-Id': 'spoofed-client',
+    };
+    for (const [path, extra] of [['/public/app.js', {}], ['/echo', { cookie: cookieHeader }]] as const) {
+      const answer = await request(url(path), { headers: { ...JSON_ACCEPT, ...spoofed, ...extra } });
+      t.equal(answer.status, 200, path);
+      const received = lastPortalRequest().headers;
+      for (const name of Object.keys(received)) t.notMatch(String(received[name]), /mallory|spoofed/, `${path}: ${name}`);
+      t.notOk(received.x_forwarded_user, path);
+    }
+    t.equal(lastPortalRequest().headers['x-forwarded-user'], 'alice', 'the real identity is still set');
+  });
+
+  t.test('public routes are proxied without identity, matched on the normalized path only', async (t) => {
+    const open = await request(url('/public/app.js?x=1'), { headers: JSON_ACCEPT });
+    t.equal(open.status, 200);
+    t.notOk(lastPortalRequest().headers['x-forwarded-user']);
+    t.equal((await request(url('/%70ublic/app.js'), { headers: JSON_ACCEPT })).status, 200, 'encoded unreserved characters are decoded');
+    t.equal(lastPortalRequest().url, '/%70ublic/app.js', 'the portal receives the path as sent');
+    const notPublic: Array<[string, number]> = [
+      ['/admin?/public/', 401],
+      ['/admin#/public/', 400],
+      ['/admin%23/public/', 401],
+      ['/public/../admin', 400],
+      ['/public/%2e%2e/admin', 400],
+      ['/public%2fadmin', 400],
+      ['/public/..%2fadmin', 400],
+      ['/public/%5c..%5cadmin', 400],
+      ['/a%00/public/', 400],
+      ['/healthz', 401],
+    ];
+    for (const [path, status] of notPublic) {
+      const before = stack.portal.requests.length;
+      const answer = await request(url(path), { headers: JSON_ACCEPT });
+      t.equal(answer.status, status, path);
+      t.equal(stack.portal.requests.length, before, `${path} never reached the portal`);
+    }
+    const forwarded = await request(url('/admin'), { headers: { ...JSON_ACCEPT, 'x-original-url': '/public/x', 'x-forwarded-uri': '/public/x' } });
+    t.equal(forwarded.status, 401, 'a forwarded header does not make a route public');
+  });
+
+  t.test('a tampered, unknown or garbage cookie is a sign-in, never an error page', async (t) => {
+    const tampered = cookie.slice(0, -2) + (cookie.endsWith('AA') ? 'BB' : 'AA');
+    const cookies = [tampered, 'v1.garbage.garbage', '', 'x'.repeat(4000), cookie.replace(/^v1\./, 'v2.'), `v1.${randomBytes(48).toString('base64url')}.${randomBytes(32).toString('base64url')}`];
+    for (const value of cookies) {
+      const navigation = await request(url('/page'), { headers: { ...NAVIGATION, cookie: `_oidc_sidecar=${value}` } });
+      t.equal(navigation.status, 302, `navigation with ${value.slice(0, 20)}`);
+      t.equal(new URL(String(navigation.headers.location)).origin, stack.idp.issuer);
+      const api = await request(url('/api/x'), { headers: { ...JSON_ACCEPT, cookie: `_oidc_sidecar=${value}` } });
+      t.equal(api.status, 401);
+    }
+  });
+
+  t.test('request bodies are streamed to the portal unchanged', async (t) => {
+    const body = randomBytes(3 * 1024 * 1024);
+    const answer = await request(url('/echo'), { method: 'POST', headers: { ...JSON_ACCEPT, cookie: cookieHeader, 'content-type': 'application/octet-stream' }, body });
+    t.equal(answer.status, 200);
+    t.match(JSON.parse(answer.body), { bodyLength: body.length, bodySha256: createHash('sha256').update(body).digest('hex') });
+  });
+
+  t.test('X-Forwarded-For/-Proto/-Host and X-Request-Id go to the portal', async (t) => {
+    await request(url('/echo'), { headers: { ...JSON_ACCEPT, cookie: cookieHeader, 'x-forwarded-for': '203.0.113.9', 'x-request-id': 'req-123', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'evil.example' } });
+    const received = lastPortalRequest().headers;
+    t.equal(received['x-forwarded-for'], '203.0.113.9, 127.0.0.1');
+    t.equal(received['x-forwarded-proto'], 'http', 'the public URL says http');
+    t.equal(received['x-forwarded-host'], new URL(stack.config.publicUrl).host);
+    t.equal(received['x-request-id'], 'req-123');
+    await request(url('/echo'), { headers: { ...JSON_ACCEPT, cookie: cookieHeader, 'x-request-id': 'bad id\twith spaces' } });
+    t.match(lastPortalRequest().headers['x-request-id'], /^[0-9a-f-]{36}$/, 'an unacceptable request id is replaced');
+  });
+
+  t.test('/oauth2/userinfo and /oauth2/auth answer for the current identity', async (t) => {
+    const info = await request(url('/oauth2/userinfo'), { headers: { cookie: cookieHeader } });
+    t.equal(info.status, 200);
+    t.match(JSON.parse(info.body), { user: 'alice', email: 'alice@example.com', name: 'Alice Zoë Example', groups: ['portal-users', 'admins'] });
+    t.equal((await request(url('/oauth2/userinfo'), { headers: NAVIGATION })).status, 401);
+    const auth = await request(url('/oauth2/auth'), { headers: { cookie: cookieHeader } });
+    t.equal(auth.status, 202);
+    t.equal(auth.headers['x-forwarded-user'], 'alice');
+    t.equal(auth.headers['x-auth-method'], 'session');
+    t.equal((await request(url('/oauth2/auth'), { headers: NAVIGATION })).status, 401);
+    t.equal((await request(url('/oauth2/nothing'), { headers: JSON_ACCEPT })).status, 404);
+    t.equal((await request(url('/oauth2/userinfo'), { method: 'DELETE' })).status, 405);
+  });
+
+  t.test('oversized request headers are refused before any work', async (t) => {
+    const before = stack.portal.requests.length;
+    const answer = await request(url('/echo'), { headers: { cookie: cookieHeader, 'x-big': 'a'.repeat(20_000) } });
+    t.equal(answer.status, 431);
+    t.equal(stack.portal.requests.length, before);
+  });
+
+  t.test('WebSocket upgrades are authenticated like any request', async (t) => {
+    const refused = await upgrade(url('/ws'), {});
+    t.match(refused, /^HTTP\/1.1 401/);
+    const accepted = await upgrade(url('/ws'), { cookie: cookieHeader, 'x-forwarded-user': 'mallory' });
+    t.match(accepted, /^HTTP\/1.1 101/);
+    t.equal(lastPortalRequest().headers['x-forwarded-user'], 'alice');
+  });
+});
+
+t.test('when the portal fails', async (t) => {
+  const stack = await startStack({ config: { upstream: { timeoutSeconds: 0.5 } } });
+  t.teardown(() => stack.stop());
+  const { cookieHeader } = await signIn(stack);
+
+  t.test('too slow: 504 page; the portal request is abandoned', async (t) => {
+    const answer = await request(stack.sidecar.url + '/slow?ms=3000', { headers: { ...NAVIGATION, cookie: cookieHeader } });
+    t.equal(answer.status, 504);
+    t.match(answer.body, /Portal too slow/);
+    await waitFor(() => stack.portal.requests.at(-1)!.aborted);
+    t.equal(stack.portal.requests.at(-1)!.aborted, true);
+  });
+
+  t.test('the client goes away: the portal request is destroyed', async (t) => {
+    const req = http.request(stack.sidecar.url + '/slow?ms=400', { headers: { cookie: cookieHeader } });
+    req.on('error', () => undefined);
+    req.end();
+    await waitFor(() => stack.portal.requests.at(-1)?.url === '/slow?ms=400');
+    req.destroy();
+    await waitFor(() => stack.portal.requests.at(-1)!.aborted);
+    t.equal(stack.portal.requests.at(-1)!.aborted, true);
+  });
+
+  t.test('down: 502 page, JSON for API clients', async (t) => {
+    await stack.portal.stop();
+    const page = await request(stack.sidecar.url + '/', { headers: { ...NAVIGATION, cookie: cookieHeader } });
+    t.equal(page.status, 502);
+    t.match(page.body, /Portal unavailable/);
+    t.notMatch(page.body, /ECONNREFUSED|127\.0\.0\.1|at /, 'no internals leak');
+    const api = await request(stack.sidecar.url + '/api/x', { headers: { ...JSON_ACCEPT, cookie: cookieHeader } });
+    t.equal(api.status, 502);
+    t.match(JSON.parse(api.body), { error: 'bad_gateway' });
+  });
+});
+
+t.test('session lifetime follows the injected clock', async (t) => {
+  let offset = 0;
+  const clock = () => Date.now() + offset;
+  const stack = await startStack({ clock, config: { session: { idleTimeoutMinutes: 20, maxLifetimeHours: 1 } }, idp: { accessTokenTtlSeconds: 7200 } });
+  t.teardown(() => stack.stop());
+  const minutes = (n: number) => n * 60_000;
+  const status = async (cookieHeader: string) => (await request(stack.sidecar.url + '/echo', { headers: { ...JSON_ACCEPT, cookie: cookieHeader } })).status;
+
+  t.test('idle time-out is sliding', async (t) => {
+    const { cookieHeader } = await signIn(stack);
+    offset += minutes(15);
+    t.equal(await status(cookieHeader), 200, 'used within the idle time-out');
+    offset += minutes(15);
+    t.equal(await status(cookieHeader), 200, 'the use above extended it');
+    offset += minutes(21);
+    t.equal(await status(cookieHeader), 401, 'idle too long');
+  });
+
+  t.test('absolute lifetime is hard', async (t) => {
+    const { cookieHeader } = await signIn(stack);
+    for (let i = 0; i < 4; i++) {
+      offset += minutes(14);
+      t.equal(await status(cookieHeader), 200);
+    }
+    offset += minutes(5);
+    t.equal(await status(cookieHeader), 401, 'past session.maxLifetimeHours even though active');
+  });
+});
+
+t.test("the session's token expiry is respected", async (t) => {
+  let offset = 0;
+  const clock = () => Date.now() + offset;
+
+  t.test('tokens are refreshed when due, transparently', async (t) => {
+    const stack = await startStack({ clock, idp: { accessTokenTtlSeconds: 600 } });
+    t.teardown(() => stack.stop());
+    const { cookieHeader } = await signIn(stack);
+    offset += 11 * 60_000;
+    const answer = await request(stack.sidecar.url + '/echo', { headers: { ...JSON_ACCEPT, cookie: cookieHeader } });
+    t.equal(answer.status, 200);
+    t.match(auditEvents(stack).at(-1), { event: 'token_refreshed', user: 'alice' });
+    offset = 0;
+  });
+
+  t.test('without refresh, expired tokens mean signing in again', async (t) => {
+    const stack = await startStack({ clock, config: { session: { refreshTokens: false } }, idp: { accessTokenTtlSeconds: 600 } });
+    t.teardown(() => stack.stop());
+    const { cookieHeader } = await signIn(stack);
+    offset += 11 * 60_000;
+    const answer = await request(stack.sidecar.url + '/page', { headers: { ...NAVIGATION, cookie: cookieHeader } });
+    t.equal(answer.status, 302);
+    t.equal(new URL(String(answer.headers.location)).origin, stack.idp.issuer);
+    t.match(auditEvents(stack).at(-1), { event: 'session_expired', reason: /session.refreshTokens is off/ });
+    offset = 0;
+  });
+});
+
+t.test('readiness follows the provider and the store', async (t) => {
+  const stack = await startStack();
+  t.teardown(() => stack.stop());
+  const ready = await request(stack.sidecar.metricsUrl + '/readyz');
+  t.equal(ready.status, 200);
+  t.same(JSON.parse(ready.body), { sessionStore: 'ok', provider: 'ok' });
+  t.equal((await request(stack.sidecar.metricsUrl + '/healthz')).status, 200);
+  t.match((await request(stack.sidecar.metricsUrl + '/metrics')).body, /oidc_sidecar_build_info\{version="/);
+});
+
+function upgrade(url: string, headers: Record<string, string>): Promise<string> {
+  const { hostname, port, pathname } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(Number(port), hostname, () => {
+      const lines = [
+        `GET ${pathname} HTTP/1.1`,
+        `Host: ${hostname}:${port}`,
+        'Upgrade: websocket',
+        'Connection: Upgrade',
+        `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}`,
+        'Sec-WebSocket-Version: 13',
+        ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`),
+      ];
+      socket.write(lines.join('\r\n') + '\r\n\r\n');
+    });
+    socket.once('data', (data) => {
+      resolve(data.toString('latin1'));
+      socket.destroy();
+    });
+    socket.once('error', reject);
+  });
+}
+
+async function waitFor(condition: () => boolean, timeoutMs = 3000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!condition() && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 20));
+}

@@ -1,0 +1,182 @@
+import t from 'tap';
+import { CookieJar, cancelSignInWithoutBrowser, signInWithoutBrowser } from '../support/browserless.js';
+import { request } from '../support/http.js';
+import { DEMO_USERS } from '../support/idp.js';
+import { startRedis } from '../support/redis.js';
+import { auditEvents, NAVIGATION, signIn, startStack, type Stack } from '../support/stack.js';
+
+const JSON_ACCEPT = { accept: 'application/json' };
+
+/** Starts a sign-in at `path` and returns the IdP URL, the binding cookie and the callback URL alice's sign-in yields. */
+async function signInUpToCallback(stack: Stack, path = '/') {
+  const start = await request(stack.sidecar.url + path, { headers: NAVIGATION });
+  const binding = start.cookies[`${stack.config.session.cookie.name}_csrf`]!;
+  const callback = new URL(await signInWithoutBrowser(String(start.headers.location), 'alice', 'alice-password'));
+  return { start, binding, callbackPath: callback.pathname + callback.search };
+}
+
+function callbackRequest(stack: Stack, callbackPath: string, binding: string | undefined, baseUrl = stack.sidecar.url) {
+  const headers: Record<string, string> = { ...NAVIGATION };
+  if (binding !== undefined) headers.cookie = `${stack.config.session.cookie.name}_csrf=${binding}`;
+  return request(baseUrl + callbackPath, { headers });
+}
+
+for (const storeKind of ['memory', 'redis'] as const) {
+  t.test(`sign-in with the ${storeKind} session store`, async (t) => {
+    let storeConfig = {};
+    if (storeKind === 'redis') {
+      const redis = await startRedis();
+      t.teardown(() => redis.stop());
+      storeConfig = { session: { store: 'redis' }, redis: { url: redis.url } };
+    }
+    const stack = await startStack({ config: storeConfig });
+    t.teardown(() => stack.stop());
+
+    t.test('an unauthenticated navigation goes straight to the provider, with PKCE, state and nonce', async (t) => {
+      const answer = await request(stack.sidecar.url + '/reports?year=2026', { headers: NAVIGATION });
+      t.equal(answer.status, 302);
+      const location = new URL(String(answer.headers.location));
+      t.equal(location.origin, stack.idp.issuer);
+      t.equal(location.searchParams.get('code_challenge_method'), 'S256');
+      t.ok(location.searchParams.get('code_challenge'));
+      t.ok(location.searchParams.get('state'));
+      t.ok(location.searchParams.get('nonce'));
+      t.equal(location.searchParams.get('redirect_uri'), `${stack.config.publicUrl}/oauth2/callback`);
+      t.match(String(answer.headers['set-cookie']), /_oidc_sidecar_csrf=[^;]+; Path=\/; HttpOnly; SameSite=Lax/);
+    });
+
+    t.test('a signed-in user lands on the page first asked for and the portal gets the identity headers', async (t) => {
+      const { cookieHeader, location } = await signIn(stack, { path: '/reports/q3?year=2026' });
+      t.equal(location, `${stack.config.publicUrl}/reports/q3?year=2026`);
+      const page = await request(stack.sidecar.url + '/echo', { headers: { ...JSON_ACCEPT, cookie: `${cookieHeader}; portal_cookie=1` } });
+      t.equal(page.status, 200);
+      const received = JSON.parse(page.body) as { headers: Record<string, string> };
+      t.match(received.headers, {
+        'x-forwarded-user': 'alice',
+        'x-forwarded-email': 'alice@example.com',
+        'x-forwarded-name': 'Alice Zo%C3%AB Example',
+        'x-forwarded-groups': 'portal-users,admins',
+        'x-forwarded-roles': 'Portal.Admin',
+        'x-forwarded-subject': DEMO_USERS.alice.sub,
+        'x-auth-method': 'session',
+        cookie: 'portal_cookie=1',
+      });
+      t.equal(decodeURIComponent(received.headers['x-forwarded-name']!), 'Alice Zoë Example');
+      t.match(auditEvents(stack), [{ event: 'login', user: 'alice', method: 'session' }]);
+    });
+
+    t.test('several tabs signing in at once all succeed', async (t) => {
+      const first = await request(stack.sidecar.url + '/tab-one', { headers: NAVIGATION });
+      const binding = first.cookies._oidc_sidecar_csrf!;
+      const bindingCookie = { cookie: `_oidc_sidecar_csrf=${binding}` };
+      const second = await request(stack.sidecar.url + '/tab-two', { headers: { ...NAVIGATION, ...bindingCookie } });
+      t.same(second.cookies._oidc_sidecar_csrf, binding, 'the second tab keeps the browser binding');
+      const jar = new CookieJar();
+      const callbackOne = new URL(await signInWithoutBrowser(String(first.headers.location), 'alice', 'alice-password', jar));
+      const callbackTwo = new URL(await signInWithoutBrowser(String(second.headers.location), 'alice', 'alice-password', jar));
+      const [answerTwo, answerOne] = await Promise.all([
+        callbackRequest(stack, callbackTwo.pathname + callbackTwo.search, binding),
+        callbackRequest(stack, callbackOne.pathname + callbackOne.search, binding),
+      ]);
+      t.equal(answerOne.headers.location, `${stack.config.publicUrl}/tab-one`);
+      t.equal(answerTwo.headers.location, `${stack.config.publicUrl}/tab-two`);
+      t.ok(answerOne.cookies._oidc_sidecar && answerTwo.cookies._oidc_sidecar);
+    });
+
+    t.test('a replayed callback creates no session', async (t) => {
+      const { binding, callbackPath } = await signInUpToCallback(stack);
+      const first = await callbackRequest(stack, callbackPath, binding);
+      t.equal(first.status, 302);
+      const replay = await callbackRequest(stack, callbackPath, binding);
+      t.equal(replay.status, 400);
+      t.match(replay.body, /Sign-in failed/);
+      t.notOk(replay.cookies._oidc_sidecar, 'no session cookie');
+      t.match(auditEvents(stack).at(-1), { event: 'login_failed', reason: /state is unknown, expired or was already used/ });
+    });
+
+    t.test("a callback with another browser's state creates no session (login CSRF)", async (t) => {
+      const { callbackPath } = await signInUpToCallback(stack);
+      for (const binding of [undefined, 'another-browsers-binding']) {
+        const answer = await callbackRequest(stack, callbackPath, binding);
+        t.equal(answer.status, 400);
+        t.notOk(answer.cookies._oidc_sidecar);
+      }
+      t.match(auditEvents(stack).at(-2), { event: 'login_failed', reason: /issued to another browser/ });
+    });
+
+    t.test('a forged state and a failed code exchange show an error page and create no session', async (t) => {
+      const forged = await callbackRequest(stack, '/oauth2/callback?code=abc&state=forged', 'x');
+      t.equal(forged.status, 400);
+      const { binding, callbackPath } = await signInUpToCallback(stack);
+      const badCode = callbackPath.replace(/code=[^&]+/, 'code=not-a-real-code');
+      const exchange = await callbackRequest(stack, badCode, binding);
+      t.equal(exchange.status, 400);
+      t.notOk(exchange.cookies._oidc_sidecar);
+      t.notMatch(exchange.body, /invalid_grant/, 'the generic page does not say why');
+      t.match(auditEvents(stack).at(-1), { event: 'login_failed', reason: /code exchange failed: invalid_grant/ });
+    });
+
+    t.test('a provider error answer is an error page: 403 for access_denied', async (t) => {
+      const start = await request(stack.sidecar.url + '/', { headers: NAVIGATION });
+      const cancelled = new URL(await cancelSignInWithoutBrowser(String(start.headers.location)));
+      t.equal(cancelled.searchParams.get('error'), 'access_denied');
+      const answer = await callbackRequest(stack, cancelled.pathname + cancelled.search, start.cookies._oidc_sidecar_csrf);
+      t.equal(answer.status, 403);
+      t.match(answer.body, /Access denied/);
+      t.notOk(answer.cookies._oidc_sidecar);
+      const other = await callbackRequest(stack, '/oauth2/callback?error=server_error&state=x', undefined);
+      t.equal(other.status, 400);
+    });
+
+    t.test('sign-out ends the session in the store: the old cookie no longer works', async (t) => {
+      const { cookieHeader } = await signIn(stack);
+      const out = await request(stack.sidecar.url + '/oauth2/sign_out', { headers: { ...NAVIGATION, cookie: cookieHeader } });
+      t.equal(out.status, 302);
+      const endSession = new URL(String(out.headers.location));
+      t.equal(endSession.origin, stack.idp.issuer, 'then the provider signs the user out');
+      t.equal(endSession.searchParams.get('post_logout_redirect_uri'), `${stack.config.publicUrl}/oauth2/sign_out`);
+      t.ok(endSession.searchParams.get('id_token_hint'));
+      t.match(String(out.headers['set-cookie']), /_oidc_sidecar=; .*Max-Age=0/);
+      const reuse = await request(stack.sidecar.url + '/echo', { headers: { ...JSON_ACCEPT, cookie: cookieHeader } });
+      t.equal(reuse.status, 401);
+      const signedOut = await request(stack.sidecar.url + '/oauth2/sign_out', { headers: NAVIGATION });
+      t.equal(signedOut.status, 200);
+      t.match(signedOut.body, /You have signed out/);
+      t.match(auditEvents(stack).at(-1), { event: 'logout', user: 'alice' });
+    });
+  });
+}
+
+t.test('two replicas share one Redis: sign in through one, use the session on the other', async (t) => {
+  const redis = await startRedis();
+  t.teardown(() => redis.stop());
+  const stack = await startStack({ config: { session: { store: 'redis' }, redis: { url: redis.url } } });
+  t.teardown(() => stack.stop());
+  const replica = await stack.addReplica();
+  const { cookieHeader } = await signIn(stack, { path: '/from-a', callbackBaseUrl: replica.url });
+  const onB = await request(replica.url + '/echo', { headers: { ...JSON_ACCEPT, cookie: cookieHeader } });
+  t.equal(onB.status, 200);
+  t.match(JSON.parse(onB.body), { headers: { 'x-forwarded-user': 'alice' } });
+  const out = await request(replica.url + '/oauth2/sign_out', { headers: { ...NAVIGATION, cookie: cookieHeader } });
+  t.equal(out.status, 302);
+  const onA = await request(stack.sidecar.url + '/echo', { headers: { ...JSON_ACCEPT, cookie: cookieHeader } });
+  t.equal(onA.status, 401, 'signed out everywhere');
+});
+
+t.test('detailed error pages add the precise reason', async (t) => {
+  const stack = await startStack({ config: { errors: { detailed: true } } });
+  t.teardown(() => stack.stop());
+  const answer = await callbackRequest(stack, '/oauth2/callback?code=abc&state=forged', 'x');
+  t.equal(answer.status, 400);
+  t.match(answer.body, /the state is unknown, expired or was already used/);
+  t.match(answer.body, /Request ID: <code>[0-9a-f-]{36}<\/code>/);
+});
+
+t.test('users outside the allowed groups are refused at sign-in', async (t) => {
+  const stack = await startStack({ config: { authorization: { allowedGroups: ['admins'] } } });
+  t.teardown(() => stack.stop());
+  await t.rejects(signIn(stack, { user: DEMO_USERS.bob }), /callback answered 403/);
+  const alice = await signIn(stack, { user: DEMO_USERS.alice });
+  t.ok(alice.cookie);
+  t.match(auditEvents(stack), [{ event: 'login_failed', reason: /allowedGroups/ }, { event: 'login', user: 'alice' }]);
+});
