@@ -43,7 +43,7 @@ const MAX_HEADER_BYTES = 16 * 1024;
 export async function startSidecar(config: Config, options: StartOptions = {}): Promise<RunningSidecar> {
   const logger = options.logger ?? createLogger(config.log.level);
   const clock = options.clock ?? systemClock;
-  const store = createStore(config, clock);
+  const store = createStore(config, clock, logger);
   const provider = new OidcProvider(config, logger, clock);
   await provider.start();
   const services = buildServices(config, logger, store, provider, clock);
@@ -107,8 +107,10 @@ function buildServices(config: Config, logger: Logger, store: KeyValueStore, pro
   };
 }
 
-function createStore(config: Config, clock: Clock): KeyValueStore {
-  if (config.session.store === 'redis') return new RedisStore(createRedisClient(config.redis));
+function createStore(config: Config, clock: Clock, logger: Logger): KeyValueStore {
+  if (config.session.store === 'redis') {
+    return new RedisStore(createRedisClient(config.redis, (error) => logger.warn({ err: error }, 'redis connection error')));
+  }
   return new MemoryStore({ clock });
 }
 

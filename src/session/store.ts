@@ -7,7 +7,12 @@
 export interface KeyValueStore {
   /** Stores `value` under `key` for `ttlMs` milliseconds, replacing any previous value. */
   set(key: string, value: Buffer, ttlMs: number): Promise<void>;
-  /** The value under `key`, or null when absent or expired. */
+  /**
+   * Replaces the value of an existing `key` and gives it `ttlMs` to live. Returns false, storing
+   * nothing, when the key is absent: an update never brings back a record deleted meanwhile.
+   */
+  replace(key: string, value: Buffer, ttlMs: number): Promise<boolean>;
+  /** The value under `key`, or null when absent or expired. Callers must not modify it. */
   get(key: string): Promise<Buffer | null>;
   /** Reads and deletes `key` in one atomic step: of two concurrent callers, only one gets the value. */
   take(key: string): Promise<Buffer | null>;
