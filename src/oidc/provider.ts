@@ -4,6 +4,7 @@ import { importPKCS8 } from 'jose';
 import * as client from 'openid-client';
 import { isHttpsOrLoopback, type Config } from '../config/schema.js';
 import type { Logger } from '../log/index.js';
+import { LogoutTokenVerifier } from './logout-token.js';
 import type { Claims } from '../session/session.js';
 import { systemClock, type Clock } from '../session/store.js';
 
@@ -38,6 +39,7 @@ const RETRY_DELAYS_MS = [1000, 2000, 5000, 10_000, 30_000];
 export class OidcProvider {
   readonly redirectUri: string;
   #configuration: client.Configuration | undefined;
+  #logoutTokens: LogoutTokenVerifier | undefined;
   #retryTimer: NodeJS.Timeout | undefined;
   #closed = false;
 
@@ -115,6 +117,19 @@ export class OidcProvider {
     const parameters: Record<string, string> = { post_logout_redirect_uri: postLogoutRedirectUri, client_id: this.config.provider.clientId };
     if (idTokenHint) parameters.id_token_hint = idTokenHint;
     return client.buildEndSessionUrl(configuration, parameters);
+  }
+
+  /** The provider's issuer identifier, once its metadata is loaded. */
+  issuer(): string | undefined {
+    return this.#configuration?.serverMetadata().issuer;
+  }
+
+  /** The verifier of the provider's back-channel logout tokens. */
+  logoutTokens(): LogoutTokenVerifier {
+    const metadata = this.#ready().serverMetadata();
+    if (!metadata.jwks_uri) throw new Error('the identity provider publishes no jwks_uri');
+    this.#logoutTokens ??= new LogoutTokenVerifier(metadata.issuer, metadata.jwks_uri, this.config.provider.clientId, () => Math.floor(this.clock() / 1000));
+    return this.#logoutTokens;
   }
 
   #ready(): client.Configuration {

@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { authenticateSession } from './browser-auth.js';
+import { backchannelLogout, frontchannelLogout } from './logout-routes.js';
 import { safeReturnUrl } from './redirects.js';
 import { acceptsHtml, sendHtml, sendJson, sendUnauthorized } from './responses.js';
 import { REQUEST_ID_HEADER, type Services } from './services.js';
@@ -20,6 +21,8 @@ const ENDPOINTS: Record<string, Endpoint> = {
   '/sign_out': { methods: [...GET, 'POST'], handle: (services, req, res) => signOut(services, req, res) },
   '/userinfo': { methods: GET, handle: userinfo },
   '/auth': { methods: GET, handle: forwardAuth },
+  '/backchannel-logout': { methods: ['POST'], handle: backchannelLogout },
+  '/frontchannel-logout': { methods: GET, handle: frontchannelLogout },
 };
 
 /** Answers a request for an own endpoint; `path` is the normalized path. */

@@ -31,8 +31,8 @@ export interface StackOptions {
   config?: Record<string, unknown>;
   idp?: Partial<IdpOptions>;
   clock?: Clock;
-  /** Start the sidecar before the IdP is up (for readiness tests). */
-  withoutIdp?: boolean;
+  /** Register the sidecar's back-channel logout endpoint at the IdP. */
+  backchannelLogout?: boolean;
 }
 
 export const CLIENT_ID = 'portal-sidecar';
@@ -51,6 +51,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         clientSecret: CLIENT_SECRET,
         redirectUris: [`${publicUrl}/oauth2/callback`],
         postLogoutRedirectUris: [`${publicUrl}/oauth2/sign_out`, `${publicUrl}/`],
+        backchannelLogoutUri: options.backchannelLogout ? `${publicUrl}/oauth2/backchannel-logout` : undefined,
       },
     ],
     ...options.idp,

@@ -1,0 +1,56 @@
+import { createRemoteJWKSet, jwtVerify, type JWTPayload } from 'jose';
+
+const BACKCHANNEL_LOGOUT_EVENT = 'http://schemas.openid.net/event/backchannel-logout';
+const MAX_LOGOUT_TOKEN_AGE_SECONDS = 300;
+
+/** Whose sessions a valid logout token ends: an IdP session (`sid`), a user (`sub`), or both. */
+export interface LogoutTarget {
+  sid?: string;
+  sub?: string;
+  /** The token id, for replay protection. */
+  jti: string;
+  /** When the token stops being acceptable (seconds since epoch). */
+  exp: number;
+}
+
+/**
+ * Validates OpenID Connect Back-Channel Logout 1.0 logout tokens: signature by the provider's keys
+ * (fetched from its `jwks_uri`, cached, refetched on an unknown `kid`), issuer, audience, age, the
+ * logout event, `sid` or `sub`, and no `nonce`.
+ */
+export class LogoutTokenVerifier {
+  readonly #keys: ReturnType<typeof createRemoteJWKSet>;
+
+  constructor(
+    private readonly issuer: string,
+    jwksUri: string,
+    private readonly clientId: string,
+    private readonly clockSeconds: () => number,
+  ) {
+    this.#keys = createRemoteJWKSet(new URL(jwksUri), { timeoutDuration: 5000 });
+  }
+
+  /** The target of a valid token; throws with a precise reason otherwise. */
+  async verify(token: string): Promise<LogoutTarget> {
+    const { payload } = await jwtVerify(token, this.#keys, {
+      issuer: this.issuer,
+      audience: this.clientId,
+      maxTokenAge: MAX_LOGOUT_TOKEN_AGE_SECONDS,
+      typ: undefined,
+      currentDate: new Date(this.clockSeconds() * 1000),
+      requiredClaims: ['iat', 'jti'],
+    });
+    return logoutTarget(payload);
+  }
+}
+
+function logoutTarget(payload: JWTPayload): LogoutTarget {
+  const events = payload.events as Record<string, unknown> | undefined;
+  if (typeof events !== 'object' || events === null || !(BACKCHANNEL_LOGOUT_EVENT in events)) throw new Error('the token has no back-channel logout event');
+  if ('nonce' in payload) throw new Error('a logout token must not contain a nonce');
+  const sid = typeof payload.sid === 'string' ? payload.sid : undefined;
+  const sub = typeof payload.sub === 'string' ? payload.sub : undefined;
+  if (!sid && !sub) throw new Error('the token names neither sid nor sub');
+  const exp = payload.exp ?? payload.iat! + MAX_LOGOUT_TOKEN_AGE_SECONDS;
+  return { sid, sub, jti: String(payload.jti), exp };
+}

@@ -1,0 +1,49 @@
+import { createHash } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { errorSummary } from '../oidc/provider.js';
+import { BodyError, readFormBody } from './body.js';
+import { sendJson } from './responses.js';
+import { requestAuditFields, type Services } from './services.js';
+
+const MAX_LOGOUT_BODY_BYTES = 64 * 1024;
+
+/**
+ * OpenID Connect Back-Channel Logout 1.0: the provider posts a signed logout token; every session of
+ * the named IdP session (`sid`) or user (`sub`) ends, on every replica (the store is shared).
+ * A token is accepted once (its `jti` is remembered until it expires).
+ */
+export async function backchannelLogout(services: Services, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const auditFields = { method: 'backchannel', ...requestAuditFields(req) };
+  let ended: number;
+  try {
+    const form = await readFormBody(req, MAX_LOGOUT_BODY_BYTES);
+    const target = await services.provider.logoutTokens().verify(form.get('logout_token') ?? '');
+    const firstUse = await services.store.tryLock(`logout-jti:${createHash('sha256').update(target.jti).digest('base64url')}`, Math.max(1000, target.exp * 1000 - services.clock()));
+    if (!firstUse) throw new Error('the logout token was already used');
+    ended = target.sid ? await services.sessions.endBySid(target.sid) : await services.sessions.endByUser(target.sub!);
+    services.audit.record({ event: 'backchannel_logout', user: target.sub, reason: `${ended} session(s) ended by the identity provider`, ...auditFields });
+  } catch (error) {
+    const reason = `back-channel logout refused: ${errorSummary(error).message}`;
+    services.audit.record({ event: 'backchannel_logout', reason, ...auditFields });
+    const status = error instanceof BodyError ? error.status : 400;
+    return sendJson(res, status, { error: 'invalid_request', error_description: 'The logout token is not acceptable.' });
+  }
+  res.writeHead(200, { 'cache-control': 'no-store', 'content-length': '0' });
+  res.end();
+}
+
+/**
+ * OpenID Connect Front-Channel Logout 1.0 (Azure AD sends `sid` only): loaded by the provider in an
+ * iframe; ends the sessions of that IdP session. An `iss`, when given, must be the provider's.
+ */
+export async function frontchannelLogout(services: Services, req: IncomingMessage, res: ServerResponse, rawQuery: string): Promise<void> {
+  const query = new URLSearchParams(rawQuery);
+  const sid = query.get('sid');
+  const issuer = query.get('iss');
+  if (sid && sid.length <= 256 && (!issuer || issuer === services.provider.issuer())) {
+    const ended = await services.sessions.endBySid(sid);
+    services.audit.record({ event: 'logout', method: 'frontchannel', reason: `${ended} session(s) ended by front-channel logout`, ...requestAuditFields(req) });
+  }
+  res.writeHead(200, { 'cache-control': 'no-store', 'content-type': 'text/html; charset=utf-8', 'content-length': '0' });
+  res.end();
+}

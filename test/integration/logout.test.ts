@@ -1,0 +1,83 @@
+import { decodeJwt, generateKeyPair, SignJWT } from 'jose';
+import t from 'tap';
+import { CookieJar, signInWithoutBrowser, signOutWithoutBrowser } from '../support/browserless.js';
+import { request } from '../support/http.js';
+import { startRedis } from '../support/redis.js';
+import { auditEvents, CLIENT_ID, NAVIGATION, startStack, type Stack } from '../support/stack.js';
+
+const JSON_ACCEPT = { accept: 'application/json' };
+
+/** Signs alice in with an IdP session kept in `jar`; returns the sidecar cookie header and the ID token's sid. */
+async function signInKeepingIdpSession(stack: Stack, jar: CookieJar, baseUrl = stack.sidecar.url) {
+  const start = await request(baseUrl + '/', { headers: NAVIGATION });
+  const callback = new URL(await signInWithoutBrowser(String(start.headers.location), 'alice', 'alice-password', jar));
+  const answer = await request(baseUrl + callback.pathname + callback.search, {
+    headers: { ...NAVIGATION, cookie: `_oidc_sidecar_csrf=${start.cookies._oidc_sidecar_csrf}` },
+  });
+  return `_oidc_sidecar=${answer.cookies._oidc_sidecar}`;
+}
+
+const status = async (url: string, cookie: string) => (await request(url + '/echo', { headers: { ...JSON_ACCEPT, cookie } })).status;
+
+t.test('back-channel logout from the provider ends the session on every replica', async (t) => {
+  const redis = await startRedis();
+  t.teardown(() => redis.stop());
+  const stack = await startStack({ backchannelLogout: true, config: { session: { store: 'redis' }, redis: { url: redis.url } } });
+  t.teardown(() => stack.stop());
+  const replica = await stack.addReplica();
+  const jar = new CookieJar();
+  const cookie = await signInKeepingIdpSession(stack, jar);
+  t.equal(await status(replica.url, cookie), 200);
+
+  const discovery = (await (await fetch(stack.idp.url('/.well-known/openid-configuration'))).json()) as { end_session_endpoint: string };
+  await signOutWithoutBrowser(`${discovery.end_session_endpoint}?client_id=${CLIENT_ID}`, jar);
+  t.equal(await status(stack.sidecar.url, cookie), 401, 'ended on the replica that received the logout token');
+  t.equal(await status(replica.url, cookie), 401, 'ended on the other replica');
+  t.match(auditEvents(stack).at(-1), { event: 'backchannel_logout', method: 'backchannel', reason: '1 session(s) ended by the identity provider' });
+});
+
+t.test('a forged, malformed or replayed logout token ends nothing', async (t) => {
+  const stack = await startStack();
+  t.teardown(() => stack.stop());
+  const jar = new CookieJar();
+  const cookie = await signInKeepingIdpSession(stack, jar);
+  const forger = await generateKeyPair('RS256');
+  const forged = await new SignJWT({ events: { 'http://schemas.openid.net/event/backchannel-logout': {} }, sub: 'x', jti: 'j1' })
+    .setProtectedHeader({ alg: 'RS256', kid: 'forged' })
+    .setIssuer(stack.idp.issuer)
+    .setAudience(CLIENT_ID)
+    .setIssuedAt()
+    .sign(forger.privateKey);
+  const post = (body: string, contentType = 'application/x-www-form-urlencoded') =>
+    request(stack.sidecar.url + '/oauth2/backchannel-logout', { method: 'POST', headers: { 'content-type': contentType }, body });
+  for (const body of [`logout_token=${forged}`, 'logout_token=not.a.jwt', 'logout_token=']) {
+    const answer = await post(body);
+    t.equal(answer.status, 400, body.slice(0, 30));
+    t.match(JSON.parse(answer.body), { error: 'invalid_request' });
+  }
+  t.equal((await post('{}', 'application/json')).status, 415);
+  t.equal((await post('logout_token=' + 'a'.repeat(70_000))).status, 413);
+  t.equal(await status(stack.sidecar.url, cookie), 200, 'the session lives on');
+  t.match(auditEvents(stack).at(-1), { event: 'backchannel_logout', reason: /refused/ });
+});
+
+t.test('front-channel logout ends the sessions of the IdP session it names', async (t) => {
+  const stack = await startStack({ config: { identity: { passIdToken: true } } });
+  t.teardown(() => stack.stop());
+  const cookie = await signInKeepingIdpSession(stack, new CookieJar());
+  t.equal(await status(stack.sidecar.url, cookie), 200);
+  const sid = sidOfIdToken(stack.portal.requests.at(-1)!.headers.authorization);
+  const wrongIssuer = await request(stack.sidecar.url + `/oauth2/frontchannel-logout?iss=https%3A%2F%2Fevil.example&sid=whatever`);
+  t.equal(wrongIssuer.status, 200);
+  t.equal(await status(stack.sidecar.url, cookie), 200);
+  const answer = await request(stack.sidecar.url + `/oauth2/frontchannel-logout?iss=${encodeURIComponent(stack.idp.issuer)}&sid=${encodeURIComponent(sid)}`);
+  t.equal(answer.status, 200);
+  t.equal(await status(stack.sidecar.url, cookie), 401);
+});
+
+/** The `sid` of the ID token the portal received (identity.passIdToken). */
+function sidOfIdToken(authorization: string | undefined): string {
+  const payload = decodeJwt(String(authorization).replace(/^Bearer /, ''));
+  if (typeof payload.sid !== 'string') throw new Error('the ID token has no sid');
+  return payload.sid;
+}
