@@ -14,7 +14,7 @@ t.test('no open-redirect payload sends the browser off the portal after sign-in'
   const publicOrigin = new URL(stack.config.publicUrl).origin;
   const starts = openRedirectPayloads().flatMap((payload) => {
     const viaStart = `/oauth2/start?rd=${encodeURIComponent(payload)}`;
-    return payload.startsWith('/') && !/[\s\x00-\x1f\x7f-\uffff]/.test(payload) ? [viaStart, payload] : [viaStart];
+    return payload.startsWith('/') && isPrintableAscii(payload) ? [viaStart, payload] : [viaStart];
   });
   let checked = 0;
   const worker = async () => {
@@ -42,4 +42,9 @@ async function signInFrom(stack: Stack, path: string, idpSession: CookieJar): Pr
   });
   if (answer.status !== 302) throw new Error(`${path}: callback answered ${answer.status}`);
   return String(answer.headers.location);
+}
+
+/** Only printable ASCII can be sent as a raw request path. */
+function isPrintableAscii(text: string): boolean {
+  return [...text].every((char) => char > ' ' && char <= '~');
 }
