@@ -4,12 +4,32 @@ import { z } from 'zod';
  * The one source of truth for the configuration (DESIGN.md §2): validation, defaults and the
  * documentation of every key. Each key's `describe()` text names the portal setting it realises
  * where there is one; the README's reference table follows it.
+ *
+ * Cross-field rules sit on the smallest object that holds every field they read, so that a mistake in
+ * one section does not hide the rule violations of another.
  */
 
+const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
+
+/** True for https URLs, and for http URLs whose host is a loopback address. */
+export function isHttpsOrLoopback(value: string): boolean {
+  const parsed = new URL(value);
+  if (parsed.protocol === 'https:') return true;
+  return LOOPBACK_HOSTS.has(parsed.hostname) || /^127\.\d+\.\d+\.\d+$/.test(parsed.hostname) || parsed.hostname.endsWith('.localhost');
+}
+
+/** An error message for a present but malformed value; a missing one keeps the general "is required". */
+const malformed = (message: string) => (issue: { input?: unknown }) => (issue.input === undefined ? undefined : message);
+
 const port = z.number().int().min(0).max(65535);
-const url = z.url({ protocol: /^https?$/ });
+const text = z.string().min(1);
+// `abort` keeps the refinements below from seeing a string that is not a URL at all.
+const httpUrl = z.url({ protocol: /^https?$/, error: malformed('must be an absolute http:// or https:// URL'), abort: true });
+/** A URL identity depends on (public URL, provider URLs): https, or plain http on a loopback host. */
+const secureUrl = httpUrl.refine(isHttpsOrLoopback, 'must use https; plain http is accepted only for loopback hosts');
 const regexSource = z.string().refine(isValidRegex, { message: 'is not a valid regular expression' });
 const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$/, 'must be "host:port"');
+const textOrList = (message: string) => z.union([text, z.array(text).min(1)], { error: malformed(message) });
 
 function isValidRegex(source: string): boolean {
   try {
@@ -20,7 +40,13 @@ function isValidRegex(source: string): boolean {
   }
 }
 
-const claimNames = z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]);
+/**
+ * A section with required keys that may still be left out: parsing it as `{}` makes a missing section
+ * report its own missing keys (`upstream.url: is required`) instead of only `upstream: is required`.
+ */
+function requiredSection<T extends z.ZodType>(section: T) {
+  return z.prefault(section, {} as z.input<T>);
+}
 
 export const DEFAULT_IDENTITY_HEADERS: Record<string, string | string[]> = {
   'X-Forwarded-User': ['preferred_username', 'upn', 'email', 'sub'],
@@ -33,182 +59,277 @@ export const DEFAULT_IDENTITY_HEADERS: Record<string, string | string[]> = {
 
 const listenSchema = z
   .strictObject({
-    host: z.string().min(1).default('0.0.0.0'),
-    port: port.default(4180),
+    host: text.default('0.0.0.0').describe('address the main port binds'),
+    port: port.default(4180).describe('main port: browsers and API clients'),
   })
   .prefault({});
 
 const metricsSchema = z
   .strictObject({
-    host: z.string().min(1).default('0.0.0.0'),
-    port: port.default(9464),
+    host: text.default('0.0.0.0').describe('address the metrics port binds'),
+    port: port.default(9464).describe('metrics port: /metrics, /healthz, /readyz'),
   })
   .prefault({});
 
-const upstreamSchema = z.strictObject({
-  url: url.describe('the portal'),
-  timeoutSeconds: z.number().positive().max(3600).default(60),
-  websockets: z.boolean().default(true),
-});
+const upstreamSchema = requiredSection(
+  z.strictObject({
+    url: httpUrl.describe('the portal, e.g. http://127.0.0.1:8080'),
+    timeoutSeconds: z.number().positive().max(3600).default(60).describe('portal answer time limit; 504 after it'),
+    websockets: z.boolean().default(true).describe('proxy WebSocket upgrades to the portal'),
+  }),
+);
 
 const azureSchema = z
   .strictObject({
-    tenant: z.string().min(1).optional(),
-    allowedTenants: z.array(z.string().min(1)).default([]),
-    authorityHost: url.default('https://login.microsoftonline.com'),
-    graphUrl: url.default('https://graph.microsoft.com'),
+    tenant: text.optional().describe('Azure tenant id or domain ("[tenant]" of the seed endpoints)'),
+    allowedTenants: z.array(text).default([]).describe('with tenant "organizations"/"common": tenant ids allowed to sign in'),
+    authorityHost: secureUrl.default('https://login.microsoftonline.com').describe('Azure sign-in host (sovereign clouds; tests)'),
+    graphUrl: secureUrl.default('https://graph.microsoft.com').describe('Microsoft Graph base URL (group overage)'),
   })
   .prefault({});
 
-const providerSchema = z.strictObject({
-  type: z.enum(['oidc', 'azure']).default('oidc'),
-  issuerUrl: url.optional(),
+const providerObject = z.strictObject({
+  type: z.enum(['oidc', 'azure']).default('oidc').describe('"oidc" or "azure" (seed: "Azure AD" / "Other project")'),
+  issuerUrl: secureUrl.optional().describe('seed: "Identity Provider URL Server"; required for type oidc'),
   azure: azureSchema,
-  authorizationEndpoint: url.optional(),
-  tokenEndpoint: url.optional(),
-  clientId: z.string().min(1),
-  clientSecret: z.string().min(1).optional(),
-  clientAuth: z.enum(['client_secret_basic', 'client_secret_post', 'private_key_jwt']).default('client_secret_basic'),
-  privateKeyFile: z.string().min(1).optional(),
-  certificateFile: z.string().min(1).optional(),
-  scopes: z.array(z.string().min(1)).min(1).default(['openid', 'profile', 'email']),
-  redirectPath: z.string().regex(/^\/[^?#\s]*$/, 'must be an absolute path').default('/oauth2/callback'),
+  authorizationEndpoint: secureUrl.optional().describe('seed: "OAuth2 Authorization Endpoint"; default from discovery'),
+  tokenEndpoint: secureUrl.optional().describe('seed: "Token Endpoint"; default from discovery'),
+  clientId: text.describe('seed: "Client ID"'),
+  clientSecret: text.optional().describe('seed: "Client Secret"; required unless clientAuth is private_key_jwt'),
+  clientAuth: z
+    .enum(['client_secret_basic', 'client_secret_post', 'private_key_jwt'])
+    .default('client_secret_basic')
+    .describe('how the sidecar authenticates to the token endpoint'),
+  privateKeyFile: text.optional().describe('PEM private key for private_key_jwt'),
+  certificateFile: text.optional().describe('PEM certificate of that key (Azure: its thumbprint is sent)'),
+  scopes: z.array(text).min(1).default(['openid', 'profile', 'email']).describe('scopes requested at sign-in'),
+  redirectPath: z
+    .string()
+    .regex(/^\/[^?#\s]*$/, 'must be an absolute path')
+    .default('/oauth2/callback')
+    .describe('seed: "Redirect URI" = publicUrl + this path'),
 });
+
+const providerSchema = requiredSection(providerObject.superRefine(checkProviderRules));
+
+function checkProviderRules(provider: z.output<typeof providerObject>, ctx: z.RefinementCtx): void {
+  const problem = (path: string[], message: string) => ctx.addIssue({ code: 'custom', path, message });
+  if (provider.type === 'oidc' && !provider.issuerUrl) problem(['issuerUrl'], 'is required when provider.type is "oidc"');
+  if (provider.type === 'azure' && !provider.azure.tenant) problem(['azure', 'tenant'], 'is required when provider.type is "azure"');
+  if (provider.clientAuth === 'private_key_jwt') {
+    if (!provider.privateKeyFile) problem(['privateKeyFile'], 'is required when provider.clientAuth is "private_key_jwt"');
+  } else if (!provider.clientSecret) {
+    problem(['clientSecret'], `is required when provider.clientAuth is "${provider.clientAuth}"`);
+  }
+}
 
 const cookieSchema = z
   .strictObject({
-    name: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'may hold only letters, digits, "_", "." and "-"').default('_oidc_sidecar'),
-    type: z.enum(['persistent', 'session']).default('persistent'),
-    domain: z.string().min(1).optional(),
-    secure: z.boolean().optional(),
-    sameSite: z.enum(['lax', 'strict', 'none']).default('lax'),
+    name: z
+      .string()
+      .regex(/^[A-Za-z0-9_.-]+$/, 'may hold only letters, digits, "_", "." and "-"')
+      .default('_oidc_sidecar')
+      .describe('session cookie name'),
+    type: z.enum(['persistent', 'session']).default('persistent').describe('seed: "Cookie type" persistent/session'),
+    domain: text.optional().describe('seed: "Enable Single Sign On Cookie": a parent domain shares the cookie; unset = host-only'),
+    secure: z.boolean().optional().describe('Secure attribute; default true when publicUrl is https'),
+    sameSite: z.enum(['lax', 'strict', 'none']).default('lax').describe('SameSite attribute'),
   })
   .prefault({});
 
-const sessionSchema = z.strictObject({
-  store: z.enum(['memory', 'redis']).default('memory'),
-  secret: z.string().refine((s) => Buffer.byteLength(s) >= 32, 'must be at least 32 bytes long'),
-  cookie: cookieSchema,
-  idleTimeoutMinutes: z.number().positive().max(7 * 24 * 60).default(20),
-  maxLifetimeHours: z.number().positive().max(24 * 90).default(12),
-  refreshTokens: z.boolean().default(true),
-});
+const sessionSchema = requiredSection(
+  z.strictObject({
+    store: z.enum(['memory', 'redis']).default('memory').describe('"memory" (single replica) or "redis"'),
+    secret: z
+      .string()
+      .refine((s) => Buffer.byteLength(s) >= 32, 'must be at least 32 bytes long')
+      .describe('signs and encrypts cookies and session records'),
+    cookie: cookieSchema,
+    idleTimeoutMinutes: z
+      .number()
+      .positive()
+      .max(7 * 24 * 60)
+      .default(20)
+      .describe('seed: "Idle session time-out" (above 60 is not recommended)'),
+    maxLifetimeHours: z.number().positive().max(24 * 90).default(12).describe('absolute session lifetime'),
+    refreshTokens: z.boolean().default(true).describe('seed: "Enable Refresh Token"'),
+  }),
+);
 
 const redisSchema = z
   .strictObject({
-    url: z.url({ protocol: /^rediss?$/ }).optional(),
+    url: z.url({ protocol: /^rediss?$/, error: malformed('must be a redis:// or rediss:// URL') }).optional().describe('standalone Redis'),
     sentinel: z
-      .strictObject({ masterName: z.string().min(1), nodes: z.array(hostPort).min(1) })
-      .optional(),
-    cluster: z.strictObject({ nodes: z.array(hostPort).min(1) }).optional(),
-    password: z.string().min(1).optional(),
-    tls: z.boolean().default(false),
-    keyPrefix: z.string().default('oidc-sidecar:'),
+      .strictObject({ masterName: text, nodes: z.array(hostPort).min(1) })
+      .optional()
+      .describe('Redis Sentinel: masterName and nodes ["host:port", …]'),
+    cluster: z.strictObject({ nodes: z.array(hostPort).min(1) }).optional().describe('Redis Cluster: nodes ["host:port", …]'),
+    password: text.optional().describe('Redis password (AUTH)'),
+    tls: z.boolean().default(false).describe('connect with TLS'),
+    keyPrefix: z.string().default('oidc-sidecar:').describe('prefix of every key the sidecar writes'),
   })
   .prefault({});
 
 const identitySchema = z
   .strictObject({
     headers: z
-      .record(z.string().regex(/^[A-Za-z0-9-]+$/, 'header names may hold only letters, digits and "-"'), claimNames)
-      .default(DEFAULT_IDENTITY_HEADERS),
-    passAccessToken: z.boolean().default(false),
-    passIdToken: z.boolean().default(false),
+      .record(z.string().regex(/^[A-Za-z0-9-]+$/, 'header names may hold only letters, digits and "-"'), textOrList('must be a claim name or a list of claim names'))
+      .default(DEFAULT_IDENTITY_HEADERS)
+      .describe('header → claim name, or a list tried in order'),
+    passAccessToken: z.boolean().default(false).describe('forward the access token (X-Forwarded-Access-Token)'),
+    passIdToken: z.boolean().default(false).describe('forward the ID token (Authorization: Bearer)'),
   })
   .prefault({});
 
 const authorizationSchema = z
   .strictObject({
-    allowedGroups: z.array(z.string().min(1)).default([]),
-    allowedEmailDomains: z.array(z.string().min(1)).default([]),
+    allowedGroups: z.array(text).default([]).describe('sign-in allowed to members of these groups; empty = anyone'),
+    allowedEmailDomains: z.array(text).default([]).describe('sign-in allowed to these e-mail domains; empty = any'),
   })
   .prefault({});
 
 const routesSchema = z
   .strictObject({
-    public: z.array(regexSource).default([]),
-    api: z.array(regexSource).default(['^/api/', '^/odata/', '^/scim/']),
-    prefix: z.string().regex(/^\/[A-Za-z0-9_.~-]+$/, 'must be one path segment such as "/oauth2"').default('/oauth2'),
+    public: z.array(regexSource).default([]).describe('path regexes proxied without sign-in'),
+    api: z.array(regexSource).default(['^/api/', '^/odata/', '^/scim/']).describe('path regexes answered 401, never redirected'),
+    prefix: z
+      .string()
+      .regex(/^\/[A-Za-z0-9_.~-]+$/, 'must be one path segment such as "/oauth2"')
+      .default('/oauth2')
+      .describe("path prefix of the sidecar's own endpoints"),
   })
   .prefault({});
 
 const logoutSchema = z
   .strictObject({
-    redirectUrl: url.optional(),
-    idpLogout: z.boolean().default(true),
-    revokeTokens: z.boolean().default(true),
+    redirectUrl: httpUrl.optional().describe('seed: "Redirect to a logoff page after logoff"'),
+    idpLogout: z.boolean().default(true).describe('also end the session at the identity provider'),
+    revokeTokens: z.boolean().default(true).describe('revoke the tokens at sign-out'),
   })
   .prefault({});
 
-const errorsSchema = z.strictObject({ detailed: z.boolean().default(false) }).prefault({});
+const errorsSchema = z
+  .strictObject({ detailed: z.boolean().default(false).describe('seed: "Show detailed authentication error messages"') })
+  .prefault({});
 
 const auditSchema = z
   .strictObject({
-    enabled: z.boolean().default(true),
-    stream: z.strictObject({ maxLength: z.number().int().positive().default(100000) }).prefault({}),
+    enabled: z.boolean().default(true).describe('seed: "Enable authentication logging" (AUTHLOG)'),
+    stream: z
+      .strictObject({ maxLength: z.number().int().positive().default(100000).describe('approximate cap of the Redis audit stream') })
+      .prefault({}),
   })
   .prefault({});
 
 const logSchema = z
   .strictObject({
-    level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('log level'),
+  })
+  .prefault({});
+
+const GRANT_TYPES = ['client_credentials', 'client_certificate'] as const;
+
+const applicationSchema = z
+  .strictObject({
+    clientId: text.describe('seed: OAuth 2 application "Client ID"'),
+    grantTypes: z.array(z.enum(GRANT_TYPES)).min(1).describe('client_credentials and/or client_certificate'),
+    clientSecretHash: z
+      .string()
+      .regex(/^scrypt\$/, 'must be a hash printed by `oidc-sidecar hash-secret` ("scrypt$…")')
+      .optional()
+      .describe('for client_credentials'),
+    clientSecret: z
+      .never({ error: 'is not accepted: set clientSecretHash, made by `oidc-sidecar hash-secret`, instead' })
+      .optional(),
+    certificateFile: text.optional().describe('PEM or DER X.509 certificate, for RS* certificate tokens'),
+    hmacSecretFile: text.optional().describe('key file for HS* certificate tokens (at least 32 bytes)'),
+    routes: z.array(regexSource).min(1).describe('path regexes where its credentials are accepted'),
+  })
+  .superRefine((app, ctx) => {
+    if (app.grantTypes.includes('client_credentials') && !app.clientSecretHash) {
+      ctx.addIssue({ code: 'custom', path: ['clientSecretHash'], message: 'is required for grant type client_credentials' });
+    }
+    if (app.grantTypes.includes('client_certificate') && !app.certificateFile && !app.hmacSecretFile) {
+      ctx.addIssue({ code: 'custom', path: ['certificateFile'], message: 'or hmacSecretFile is required for grant type client_certificate' });
+    }
+  });
+
+const applicationsSchema = z
+  .array(applicationSchema)
+  .superRefine((apps, ctx) => {
+    const seen = new Set<string>();
+    apps.forEach((app, index) => {
+      if (seen.has(app.clientId)) ctx.addIssue({ code: 'custom', path: [index, 'clientId'], message: `"${app.clientId}" is registered twice` });
+      seen.add(app.clientId);
+    });
+  })
+  .default([])
+  .describe('OAuth 2 applications (machine clients), DESIGN.md §5');
+
+const clientsSchema = z
+  .strictObject({
+    tokenTtlSeconds: z.number().int().positive().max(86400).default(3600).describe('lifetime of the access tokens the sidecar issues'),
+    signingKeyFile: text.optional().describe('PEM private key signing those tokens; unset = generated per start (single replica only)'),
+    idpTokens: z
+      .strictObject({
+        issuer: secureUrl.describe("the IdP's token issuer"),
+        audience: textOrList('must be an audience or a list of audiences').describe('accepted audience(s)'),
+        requiredRoles: z.array(text).default([]).describe('roles a token must carry; empty = none'),
+      })
+      .optional()
+      .describe("accept the IdP's own JWT access tokens as Bearer credentials"),
   })
   .prefault({});
 
 const configObject = z.strictObject({
-    listen: listenSchema,
-    metrics: metricsSchema,
-    upstream: upstreamSchema,
-    publicUrl: url,
-    provider: providerSchema,
-    session: sessionSchema,
-    redis: redisSchema,
-    identity: identitySchema,
-    authorization: authorizationSchema,
-    routes: routesSchema,
-    logout: logoutSchema,
-    errors: errorsSchema,
-    audit: auditSchema,
-    log: logSchema,
+  listen: listenSchema,
+  metrics: metricsSchema,
+  upstream: upstreamSchema,
+  publicUrl: secureUrl.describe('seed: "Bizagi server URL": external base URL of the portal'),
+  provider: providerSchema,
+  session: sessionSchema,
+  redis: redisSchema,
+  identity: identitySchema,
+  authorization: authorizationSchema,
+  routes: routesSchema,
+  logout: logoutSchema,
+  errors: errorsSchema,
+  audit: auditSchema,
+  log: logSchema,
+  applications: applicationsSchema,
+  applicationsFile: text.optional().describe('YAML file holding the applications list instead of `applications`'),
+  clients: clientsSchema,
 });
 
-export const configSchema = configObject.superRefine(checkCrossFieldRules);
+type ParsedConfig = z.output<typeof configObject>;
 
-function checkCrossFieldRules(config: z.output<typeof configObject>, ctx: z.RefinementCtx): void {
-  const problem = (path: (string | number)[], message: string) => ctx.addIssue({ code: 'custom', path, message });
-  const { provider, session, redis } = config;
-  if (provider.type === 'oidc' && !provider.issuerUrl) problem(['provider', 'issuerUrl'], 'is required when provider.type is "oidc"');
-  if (provider.type === 'azure' && !provider.azure.tenant) problem(['provider', 'azure', 'tenant'], 'is required when provider.type is "azure"');
-  if (provider.clientAuth === 'private_key_jwt') {
-    if (!provider.privateKeyFile) problem(['provider', 'privateKeyFile'], 'is required when provider.clientAuth is "private_key_jwt"');
-  } else if (!provider.clientSecret) {
-    problem(['provider', 'clientSecret'], `is required when provider.clientAuth is "${provider.clientAuth}"`);
-  }
+export const configSchema = configObject.superRefine(checkCrossSectionRules).transform(resolveDerivedDefaults);
+
+function isHttps(value: string): boolean {
+  return value.startsWith('https:');
+}
+
+function checkCrossSectionRules(config: ParsedConfig, ctx: z.RefinementCtx): void {
+  const { session, redis } = config;
   if (session.store === 'redis') {
     const modes = [redis.url, redis.sentinel, redis.cluster].filter(Boolean).length;
-    if (modes !== 1) problem(['redis'], 'session.store is "redis": set exactly one of redis.url, redis.sentinel, redis.cluster');
+    if (modes !== 1) {
+      ctx.addIssue({ code: 'custom', path: ['redis'], message: 'set exactly one of redis.url, redis.sentinel, redis.cluster (session.store is "redis")' });
+    }
   }
-  if (session.cookie.sameSite === 'none' && session.cookie.secure === false) {
-    problem(['session', 'cookie', 'sameSite'], '"none" requires session.cookie.secure: true');
-  }
-  for (const [path, value] of [
-    [['publicUrl'], config.publicUrl],
-    [['provider', 'issuerUrl'], provider.issuerUrl],
-    [['provider', 'authorizationEndpoint'], provider.authorizationEndpoint],
-    [['provider', 'tokenEndpoint'], provider.tokenEndpoint],
-  ] as const) {
-    if (value && !isHttpsOrLoopback(value)) problem([...path], 'must use https (plain http is accepted only for loopback hosts)');
+  const secureCookie = session.cookie.secure ?? isHttps(config.publicUrl);
+  if (session.cookie.sameSite === 'none' && !secureCookie) {
+    ctx.addIssue({ code: 'custom', path: ['session', 'cookie', 'sameSite'], message: '"none" requires a Secure cookie (session.cookie.secure: true)' });
   }
 }
 
-const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
-
-/** True for https URLs, and for http URLs whose host is a loopback address. */
-export function isHttpsOrLoopback(value: string): boolean {
-  const parsed = new URL(value);
-  if (parsed.protocol === 'https:') return true;
-  return LOOPBACK_HOSTS.has(parsed.hostname) || /^127\.\d+\.\d+\.\d+$/.test(parsed.hostname) || parsed.hostname.endsWith('.localhost');
+/** Fills in the defaults that depend on other keys. */
+function resolveDerivedDefaults(config: ParsedConfig) {
+  const { session } = config;
+  const secure = session.cookie.secure ?? isHttps(config.publicUrl);
+  return { ...config, session: { ...session, cookie: { ...session.cookie, secure } } };
 }
 
 export type Config = z.output<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;
+export type ApplicationConfig = Config['applications'][number];

@@ -15,7 +15,7 @@ export class SessionCookies {
 
   constructor(config: Config) {
     const cookie = config.session.cookie;
-    const secure = cookie.secure ?? new URL(config.publicUrl).protocol === 'https:';
+    const { secure } = cookie;
     this.name = cookie.name;
     this.bindingName = `${cookie.name}_csrf`;
     this.#sessionAttributes = {

@@ -1,0 +1,155 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Writable } from 'node:stream';
+import t from 'tap';
+import { parse as parseYaml, stringify as toYaml } from 'yaml';
+import { main, type CliIo } from '../../src/cli.js';
+import { freePort, listen } from '../support/free-port.js';
+import { request } from '../support/http.js';
+import { startIdp } from '../support/idp.js';
+import { startPortal } from '../support/portal.js';
+
+const CLI = fileURLToPath(new URL('../../src/cli.ts', import.meta.url));
+
+const SESSION_SECRET = 'session-secret-0123456789-abcdefghij';
+const CLIENT_SECRET = 'client-secret-do-not-print';
+
+const VALID_CONFIG = {
+  upstream: { url: 'http://127.0.0.1:8080' },
+  publicUrl: 'https://portal.example.com',
+  provider: { issuerUrl: 'https://idp.example.com', clientId: 'portal' },
+  session: { idleTimeoutMinutes: 90 },
+  log: { level: 'info' },
+};
+const SECRET_ENV = { OIDC_SIDECAR_PROVIDER__CLIENT_SECRET: CLIENT_SECRET, OIDC_SIDECAR_SESSION__SECRET: SESSION_SECRET };
+
+type TestContext = Pick<typeof t, 'testdir'>;
+
+class Capture extends Writable {
+  text = '';
+
+  override _write(chunk: Buffer | string, _encoding: BufferEncoding, done: () => void): void {
+    this.text += String(chunk);
+    done();
+  }
+}
+
+function testIo(env: NodeJS.ProcessEnv = SECRET_ENV): CliIo & { stdout: Capture; stderr: Capture } {
+  return { stdout: new Capture(), stderr: new Capture(), env };
+}
+
+function configFile(t: TestContext, config: object = VALID_CONFIG): string {
+  return join(t.testdir({ 'sidecar.yaml': toYaml(config) }), 'sidecar.yaml');
+}
+
+t.test('check-config prints the effective configuration with every secret redacted', async (t) => {
+  const io = testIo();
+  t.equal(await main(['check-config', '--config', configFile(t)], io), 0);
+  const printed: unknown = parseYaml(io.stdout.text);
+  t.match(printed, {
+    listen: { port: 4180 },
+    provider: { clientId: 'portal', clientSecret: '[redacted]' },
+    session: { secret: '[redacted]', cookie: { secure: true } },
+  });
+  t.match(io.stderr.text, /^warning: session\.idleTimeoutMinutes is 90/m);
+  for (const secret of [CLIENT_SECRET, SESSION_SECRET]) t.notOk((io.stdout.text + io.stderr.text).includes(secret), 'no secret printed');
+});
+
+t.test('check-config finds the file through OIDC_SIDECAR_CONFIG and accepts -c', async (t) => {
+  const file = configFile(t);
+  t.equal(await main(['check-config'], testIo({ ...SECRET_ENV, OIDC_SIDECAR_CONFIG: file })), 0);
+  t.equal(await main(['check-config', '-c', file], testIo()), 0);
+});
+
+t.test('check-config exits 1 with one line per problem on stderr', async (t) => {
+  const io = testIo({ OIDC_SIDECAR_SESSION__SECRET: 'too short', OIDC_SIDECAR_NO_SUCH_KEY: 'x' });
+  const file = configFile(t, { ...VALID_CONFIG, listen: { port: 'eighty' }, extra: true });
+  t.equal(await main(['check-config', '--config', file], io), 1);
+  t.equal(io.stdout.text, '');
+  t.equal(
+    io.stderr.text,
+    [
+      'configuration error:',
+      '  unknown environment variable OIDC_SIDECAR_NO_SUCH_KEY: no configuration key has this name',
+      '  listen.port: expected a number, received a string',
+      '  provider.clientSecret: is required when provider.clientAuth is "client_secret_basic"',
+      '  session.secret: must be at least 32 bytes long (from OIDC_SIDECAR_SESSION__SECRET)',
+      '  unknown key "extra"',
+      '',
+    ].join('\n'),
+  );
+  t.notOk(io.stderr.text.includes('too short'), 'the refused secret is not printed');
+});
+
+t.test('usage errors exit 2 with the usage on stderr; --help prints it on stdout', async (t) => {
+  for (const argv of [['frobnicate'], ['check-config', '--verbose'], ['check-config', 'extra-argument'], ['--config']]) {
+    const io = testIo();
+    t.equal(await main(argv, io), 2, argv.join(' '));
+    t.match(io.stderr.text, /^oidc-sidecar: .+\n\nusage:\n/, argv.join(' '));
+    t.equal(io.stdout.text, '');
+  }
+  for (const argv of [['--help'], ['check-config', '-h']]) {
+    const io = testIo();
+    t.equal(await main(argv, io), 0);
+    t.match(io.stdout.text, /^usage:\n {2}oidc-sidecar start .*\n {2}oidc-sidecar check-config /);
+  }
+});
+
+t.test('start refuses a bad configuration before starting anything', async (t) => {
+  const io = testIo({});
+  t.equal(await main(['start', '--config', configFile(t)], io), 1);
+  t.match(io.stderr.text, /^configuration error:\n {2}provider\.clientSecret: is required/);
+});
+
+t.test('start (the default command) serves until SIGTERM, then closes gracefully', async (t) => {
+  const portal = await startPortal();
+  t.teardown(() => portal.stop());
+  const port = await freePort();
+  const publicUrl = `http://127.0.0.1:${port}`;
+  const idp = await startIdp({ clients: [{ clientId: 'portal', clientSecret: CLIENT_SECRET, redirectUris: [`${publicUrl}/oauth2/callback`] }] });
+  t.teardown(() => idp.stop());
+  const file = configFile(t, {
+    ...VALID_CONFIG,
+    listen: { host: '127.0.0.1', port },
+    metrics: { host: '127.0.0.1', port: 0 },
+    upstream: { url: portal.url },
+    publicUrl,
+    provider: { issuerUrl: idp.issuer, clientId: 'portal' },
+  });
+  const child = spawn(process.execPath, ['--import', 'tsx', CLI, '--config', file], { env: { ...process.env, ...SECRET_ENV } });
+  let output = '';
+  child.stdout.on('data', (chunk: Buffer) => (output += String(chunk)));
+  const exited = once(child, 'exit');
+  await until(() => output.includes('oidc-sidecar started'));
+  const answer = await request(`${publicUrl}/page`, { headers: { accept: 'application/json' } });
+  t.equal(answer.status, 401, 'it serves');
+  child.kill('SIGTERM');
+  const [code] = await exited;
+  t.equal(code, 0);
+  const lines = output.trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+  t.match(lines[0], { level: 40, msg: /^session\.idleTimeoutMinutes is 90/ });
+  t.match(output, /"msg":"closed"/);
+  t.notOk(output.includes(SESSION_SECRET) || output.includes(CLIENT_SECRET), 'no secret logged');
+});
+
+t.test('start exits 1 with a clear line when the sidecar cannot start', async (t) => {
+  const blocker = createServer();
+  const port = await listen(blocker, 0, '127.0.0.1');
+  t.teardown(() => blocker.close());
+  const io = testIo();
+  const file = configFile(t, { ...VALID_CONFIG, listen: { host: '127.0.0.1', port }, metrics: { host: '127.0.0.1', port: 0 } });
+  t.equal(await main(['start', '--config', file], io), 1);
+  t.match(io.stdout.text, /"level":60.*"msg":"oidc-sidecar could not start"/);
+  t.match(io.stdout.text, /EADDRINUSE/);
+});
+
+async function until(condition: () => boolean, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('timed out waiting');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
