@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { isSecretHash } from '../clients/secret-hash.js';
 
 /**
  * The one source of truth for the configuration (DESIGN.md §2): validation, defaults and the
@@ -235,15 +236,20 @@ const applicationSchema = z
     grantTypes: z.array(z.enum(GRANT_TYPES)).min(1).describe('client_credentials and/or client_certificate'),
     clientSecretHash: z
       .string()
-      .regex(/^scrypt\$/, 'must be a hash printed by `oidc-sidecar hash-secret` ("scrypt$…")')
+      .refine(isSecretHash, 'must be a hash printed by `oidc-sidecar hash-secret` ("scrypt$N$r$p$salt$hash")')
       .optional()
       .describe('for client_credentials'),
     clientSecret: z
       .never({ error: 'is not accepted: set clientSecretHash, made by `oidc-sidecar hash-secret`, instead' })
-      .optional(),
+      .optional()
+      .describe('refused: plain secrets are never stored; use clientSecretHash'),
     certificateFile: text.optional().describe('PEM or DER X.509 certificate, for RS* certificate tokens'),
     hmacSecretFile: text.optional().describe('key file for HS* certificate tokens (at least 32 bytes)'),
     routes: z.array(regexSource).min(1).describe('path regexes where its credentials are accepted'),
+    scopes: z
+      .array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'must be an RFC 6749 scope token (printable ASCII, no space, " or \\)'))
+      .default([])
+      .describe('scopes it may request at /oauth2/token (all of them when it names none); sent as X-Forwarded-Roles'),
   })
   .superRefine((app, ctx) => {
     if (app.grantTypes.includes('client_credentials') && !app.clientSecretHash) {
@@ -254,7 +260,7 @@ const applicationSchema = z
     }
   });
 
-const applicationsSchema = z
+export const applicationsSchema = z
   .array(applicationSchema)
   .superRefine((apps, ctx) => {
     const seen = new Set<string>();
@@ -269,12 +275,15 @@ const applicationsSchema = z
 const clientsSchema = z
   .strictObject({
     tokenTtlSeconds: z.number().int().positive().max(86400).default(3600).describe('lifetime of the access tokens the sidecar issues'),
-    signingKeyFile: text.optional().describe('PEM private key signing those tokens; unset = generated per start (single replica only)'),
+    signingKeyFile: text
+      .optional()
+      .describe('PEM private key(s) signing those tokens: the first signs, every one verifies (rotation); unset = generated per start (single replica only)'),
     idpTokens: z
       .strictObject({
         issuer: secureUrl.describe("the IdP's token issuer"),
         audience: textOrList('must be an audience or a list of audiences').describe('accepted audience(s)'),
         requiredRoles: z.array(text).default([]).describe('roles a token must carry; empty = none'),
+        routes: z.array(regexSource).min(1).optional().describe('path regexes where those tokens are accepted; unset = routes.api'),
       })
       .optional()
       .describe("accept the IdP's own JWT access tokens as Bearer credentials"),
