@@ -1,0 +1,224 @@
+import os from 'node:os';
+import { request } from '../support/http.js';
+import { startRedis } from '../support/redis.js';
+import { signIn, startStack } from '../support/stack.js';
+import { runInChild, startServerChild, type ServerChild } from './children.js';
+import type { LoadInput, LoadResult } from './load-process.js';
+import { prepareMachineClient } from './machine-clients.js';
+import { findRedisServer, memoryOf, startCpuMeter, type WatchedProcess } from './proc.js';
+import { summarizeProfile } from './profile.js';
+import { cpuPerRequest, formatTable, formatVerdicts, formatWarnings, type Measurement } from './report.js';
+
+/**
+ * `npm run bench`: the same 1 KiB portal page fetched directly, through a bare http-proxy and through
+ * the sidecar with a Redis-backed session, on loopback. Each server and the load generator
+ * (autocannon) run in their own process. Reports figures and PASS/MISS against the targets; exits 0
+ * unless something crashed.
+ *
+ * Environment: BENCH_SECONDS (measured, default 8), BENCH_WARMUP_SECONDS (2), BENCH_CONNECTIONS (50),
+ * BENCH_ROUNDS (1; with more, rounds interleave the targets and each target's median run by req/s is
+ * kept), BENCH_PROFILE=1 (every proxy process is CPU-profiled during its measured runs; the profiles go
+ * to BENCH_PROFILE_DIR, default /tmp/oidc-sidecar-profile, and a summary is printed; figures taken
+ * while profiling are a little lower).
+ */
+
+const PAGE = '/1k';
+const PAGE_BYTES = 1024;
+const BARE_PROXY = 'bare http-proxy';
+
+interface Settings {
+  seconds: number;
+  warmupSeconds: number;
+  connections: number;
+  rounds: number;
+  profileDir?: string;
+}
+
+/** One row of the table. Add rows here (bearer token, client certificate, …). */
+interface Target {
+  label: string;
+  url: string;
+  headers?: Record<string, string>;
+  /** The process serving the target, for its memory figures and profiles. */
+  server: ServerChild;
+  /** Label of the row this one is judged against. */
+  baseline?: string;
+  /** CPU-profiled with BENCH_PROFILE=1. */
+  profile?: boolean;
+  /** Processes whose CPU use during the measured run is reported (the serving process first). */
+  watch: WatchedProcess[];
+}
+
+interface Deployment {
+  targets: Target[];
+  stop(): Promise<void>;
+}
+
+async function main(): Promise<void> {
+  const settings = readSettings();
+  console.log(describeSetup(settings));
+  const deployment = await startDeployment();
+  try {
+    for (const target of deployment.targets) await preflight(target);
+    const measurements = await measureAll(deployment.targets, settings);
+    await printReport(measurements, settings);
+  } finally {
+    await deployment.stop();
+  }
+}
+
+function readSettings(): Settings {
+  const number = (name: string, fallback: number) => {
+    const value = Number(process.env[name] ?? fallback);
+    if (!Number.isFinite(value) || value < 0) throw new Error(`${name} must be a non-negative number`);
+    return value;
+  };
+  return {
+    seconds: Math.max(1, number('BENCH_SECONDS', 8)),
+    warmupSeconds: number('BENCH_WARMUP_SECONDS', 2),
+    connections: Math.max(1, number('BENCH_CONNECTIONS', 50)),
+    rounds: Math.max(1, Math.round(number('BENCH_ROUNDS', 1))),
+    profileDir: process.env.BENCH_PROFILE === '1' ? (process.env.BENCH_PROFILE_DIR ?? '/tmp/oidc-sidecar-profile') : undefined,
+  };
+}
+
+function describeSetup(settings: Settings): string {
+  const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
+  return (
+    `node ${process.version}, ${os.cpus().length} × ${cpu}; GET ${PAGE} (${PAGE_BYTES} bytes), ` +
+    `${settings.connections} connections, ${settings.warmupSeconds} s warm-up + ${settings.seconds} s measured per target, ` +
+    `${settings.rounds} round(s)`
+  );
+}
+
+interface Stoppable {
+  stop(): Promise<void>;
+}
+
+/**
+ * Portal, bare proxy and sidecar each in a child process. The IdP, Redis and an in-process replica
+ * (used only to sign in) come from the test stack; the measured sidecar is a second replica in its
+ * own process, sharing the stack's configuration, Redis and secret.
+ */
+async function startDeployment(): Promise<Deployment> {
+  const started: Stoppable[] = [];
+  const stop = async () => {
+    for (const part of started.reverse()) await part.stop().catch((error: unknown) => console.error('stopping failed:', error));
+  };
+  const keep = <T extends Stoppable>(part: T): T => (started.push(part), part);
+  try {
+    const portal = keep(await startServerChild('./portal-process.ts', {}));
+    const bareProxy = keep(await startServerChild('./bare-proxy-process.ts', { target: portal.url }));
+    const redis = keep(await startRedis());
+    const machineClient = keep(await prepareMachineClient(PAGE));
+    const stack = keep(await startStack({ config: { session: { store: 'redis' }, redis: { url: redis.url }, upstream: { url: portal.url }, ...machineClient.config } }));
+    const { cookieHeader } = await signIn(stack, { path: PAGE });
+    const machineHeaders = {
+      certificate: { 'x-clientcertificate-token': machineClient.certificateToken },
+      bearer: { authorization: `Bearer ${await machineClient.bearerToken(stack.sidecar.url)}` },
+    };
+    const sidecar = keep(await startServerChild('./sidecar-process.ts', stack.config));
+    const redisServer = await findRedisServer(redis.port);
+    return { targets: benchTargets({ portal, bareProxy, sidecar, cookieHeader, machineHeaders, redisServer }), stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+function benchTargets(parts: {
+  portal: ServerChild;
+  bareProxy: ServerChild;
+  sidecar: ServerChild;
+  cookieHeader: string;
+  machineHeaders: { certificate: Record<string, string>; bearer: Record<string, string> };
+  redisServer: WatchedProcess[];
+}): Target[] {
+  const { portal, bareProxy, sidecar, cookieHeader, machineHeaders, redisServer } = parts;
+  const portalProcess = { name: 'portal', pid: portal.pid };
+  const throughSidecar = (label: string, headers: Record<string, string>): Target => ({
+    label,
+    url: sidecar.url + PAGE,
+    headers,
+    server: sidecar,
+    baseline: BARE_PROXY,
+    profile: true,
+    watch: [{ name: 'sidecar', pid: sidecar.pid }, portalProcess, ...redisServer],
+  });
+  return [
+    { label: 'portal (direct)', url: portal.url + PAGE, server: portal, watch: [portalProcess] },
+    { label: BARE_PROXY, url: bareProxy.url + PAGE, server: bareProxy, profile: true, watch: [{ name: 'proxy', pid: bareProxy.pid }, portalProcess] },
+    throughSidecar('sidecar (Redis session)', { cookie: cookieHeader }),
+    throughSidecar('sidecar (client-certificate token)', machineHeaders.certificate),
+    throughSidecar('sidecar (sidecar bearer token)', machineHeaders.bearer),
+  ];
+}
+
+/** A target must answer the page itself (not a redirect or an error) before it is measured. */
+async function preflight(target: Target): Promise<void> {
+  const answer = await request(target.url, { headers: target.headers });
+  if (answer.status !== 200 || Buffer.byteLength(answer.body) !== PAGE_BYTES) {
+    throw new Error(`${target.label}: ${target.url} answered ${answer.status} with ${Buffer.byteLength(answer.body)} bytes instead of the ${PAGE_BYTES}-byte page`);
+  }
+}
+
+async function measureAll(targets: Target[], settings: Settings): Promise<Measurement[]> {
+  const runs = new Map<Target, Measurement[]>(targets.map((target) => [target, []]));
+  for (let round = 1; round <= settings.rounds; round++) {
+    for (const target of targets) {
+      const measurement = await measure(target, settings, round);
+      const { result, cpuPercent } = measurement;
+      console.log(`round ${round}: ${target.label}: ${result.requestsPerSecond.toFixed(0)} req/s, p99 ${result.p99} ms, ${cpuPerRequest(result, cpuPercent)} CPU µs/req`);
+      runs.get(target)!.push(measurement);
+    }
+  }
+  return targets.map((target) => medianByThroughput(runs.get(target)!));
+}
+
+/** A warm-up run, then the measured run (profiled when asked), each from a fresh load process. */
+async function measure(target: Target, settings: Settings, round: number): Promise<Measurement> {
+  if (settings.warmupSeconds > 0) await load(target, settings, settings.warmupSeconds);
+  const profileFile = settings.profileDir && target.profile ? `${settings.profileDir}/${slug(target.label)}.round${round}.cpuprofile` : undefined;
+  if (profileFile) await target.server.startProfile();
+  const cpu = await startCpuMeter(target.watch);
+  const result = await load(target, settings, settings.seconds);
+  const cpuPercent = await cpu();
+  if (profileFile) await target.server.stopProfile(profileFile);
+  const memory = await memoryOf(target.server.pid);
+  return { label: target.label, result, memory, cpuPercent, baseline: target.baseline, profileFile };
+}
+
+function load(target: Target, settings: Settings, seconds: number): Promise<LoadResult> {
+  const input: LoadInput = { url: target.url, headers: target.headers ?? {}, connections: settings.connections, seconds };
+  return runInChild<LoadResult>('./load-process.ts', input, seconds * 1000 + 30_000);
+}
+
+function slug(label: string): string {
+  return label.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '');
+}
+
+function medianByThroughput(runs: Measurement[]): Measurement {
+  const sorted = [...runs].sort((a, b) => a.result.requestsPerSecond - b.result.requestsPerSecond);
+  return sorted[Math.floor(sorted.length / 2)]!;
+}
+
+async function printReport(measurements: Measurement[], settings: Settings): Promise<void> {
+  console.log();
+  console.log(formatTable(measurements));
+  console.log();
+  for (const line of [...formatVerdicts(measurements), ...formatWarnings(measurements)]) console.log(line);
+  if (!settings.profileDir) return;
+  for (const { label, profileFile, result } of measurements) {
+    if (!profileFile) continue;
+    const summary = await summarizeProfile(profileFile, { requests: result.requests });
+    console.log(['', `CPU profile of ${label}: ${profileFile}`, ...summary].join('\n'));
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (error: unknown) => {
+    console.error('benchmark failed:', error);
+    process.exit(1);
+  },
+);

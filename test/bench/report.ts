@@ -1,0 +1,101 @@
+import type { LoadResult } from './load-process.js';
+
+/** The benchmark's table and its verdicts against the targets. */
+
+export interface Memory {
+  /** Resident set size after the measured run, MiB. */
+  rssMiB: number;
+  /** Peak resident set size of the process so far, MiB. */
+  peakMiB: number;
+}
+
+export interface Measurement {
+  label: string;
+  result: LoadResult;
+  memory?: Memory;
+  /**
+   * CPU use of the watched processes during the measured run, % of one core, by name; the serving
+   * process first.
+   */
+  cpuPercent?: Record<string, number>;
+  /** Label of the row this one is judged against. */
+  baseline?: string;
+  /** The CPU profile of the serving process during this run. */
+  profileFile?: string;
+}
+
+/** Throughput at least this share of the baseline's, p99 latency at most this multiple of it. */
+export const TARGETS = { minRpsRatio: 0.9, maxP99Ratio: 1.5 };
+
+const COLUMNS = ['target', 'req/s', 'p50 ms', 'p99 ms', 'RSS MiB (peak)', 'requests', 'errors', 'non-2xx', 'CPU µs/req', 'CPU % of one core'];
+
+export function formatTable(rows: Measurement[]): string {
+  const cells = [COLUMNS, ...rows.map(rowCells)];
+  const widths = COLUMNS.map((_, column) => Math.max(...cells.map((row) => row[column]!.length)));
+  const last = COLUMNS.length - 1;
+  const align = (cell: string, column: number) => (column === 0 || column === last ? cell.padEnd(widths[column]!) : cell.padStart(widths[column]!));
+  const line = (row: string[]) => row.map(align).join('  ').trimEnd();
+  return [line(cells[0]!), widths.map((width) => '-'.repeat(width)).join('  '), ...cells.slice(1).map(line)].join('\n');
+}
+
+function rowCells({ label, result, memory, cpuPercent }: Measurement): string[] {
+  return [
+    label,
+    result.requestsPerSecond.toFixed(0),
+    String(result.p50),
+    String(result.p99),
+    memory ? `${memory.rssMiB.toFixed(0)} (${memory.peakMiB.toFixed(0)})` : '-',
+    String(result.requests),
+    String(result.errors + result.timeouts),
+    String(result.non2xx),
+    cpuPerRequest(result, cpuPercent),
+    Object.entries(cpuPercent ?? {})
+      .map(([name, percent]) => `${name} ${percent.toFixed(0)}`)
+      .join(', '),
+  ];
+}
+
+/**
+ * CPU time the serving process spent per request, in microseconds: steadier than req/s on a busy
+ * machine, where the share of CPU a process gets varies from run to run.
+ */
+export function cpuPerRequest(result: LoadResult, cpuPercent: Record<string, number> = {}): string {
+  const serving = Object.values(cpuPercent)[0];
+  if (serving === undefined || result.requestsPerSecond === 0) return '-';
+  return ((serving / 100 / result.requestsPerSecond) * 1e6).toFixed(0);
+}
+
+/** One line per row with a baseline: the two ratios and PASS/MISS for each. */
+export function formatVerdicts(rows: Measurement[]): string[] {
+  return rows.flatMap((row) => {
+    const baseline = rows.find((candidate) => candidate.label === row.baseline);
+    if (!baseline) return [];
+    const rpsRatio = row.result.requestsPerSecond / baseline.result.requestsPerSecond;
+    const p99Ratio = row.result.p99 / baseline.result.p99;
+    return [
+      `${row.label} / ${baseline.label}: ` +
+        `req/s ${rpsRatio.toFixed(3)} (target ≥ ${TARGETS.minRpsRatio.toFixed(2)}) ${verdict(rpsRatio >= TARGETS.minRpsRatio)}; ` +
+        `p99 ${p99Ratio.toFixed(3)} (target ≤ ${TARGETS.maxP99Ratio.toFixed(2)}) ${verdict(p99Ratio <= TARGETS.maxP99Ratio)}` +
+        cpuRatio(row, baseline),
+    ];
+  });
+}
+
+/** The CPU-per-request ratio, steadier than req/s on a shared machine: its inverse is the req/s ratio when CPU-bound. */
+function cpuRatio(row: Measurement, baseline: Measurement): string {
+  const mine = Number(cpuPerRequest(row.result, row.cpuPercent));
+  const theirs = Number(cpuPerRequest(baseline.result, baseline.cpuPercent));
+  if (!(mine > 0 && theirs > 0)) return '';
+  return `; CPU per request ×${(mine / theirs).toFixed(2)} (so req/s ≈ ${(theirs / mine).toFixed(2)} when CPU-bound)`;
+}
+
+/** Rows whose answers were not all good: their figures do not measure the real path. */
+export function formatWarnings(rows: Measurement[]): string[] {
+  return rows
+    .filter(({ result }) => result.errors + result.timeouts + result.non2xx > 0)
+    .map(({ label, result }) => `WARNING ${label}: ${result.errors} errors, ${result.timeouts} time-outs, ${result.non2xx} non-2xx answers`);
+}
+
+function verdict(met: boolean): string {
+  return met ? 'PASS' : 'MISS';
+}
