@@ -3,6 +3,8 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { stringify as toYaml } from 'yaml';
+import { AUDIT_OPTIONS, AUDIT_SUMMARY, AUDIT_USAGE, runAuditCommand } from './audit/index.js';
+import { hashSecret, readSecretLine, type SecretInput } from './clients/index.js';
 import { ConfigError, formatConfigProblems, loadConfig, redactConfig, type LoadedConfig } from './config/index.js';
 import { createLogger, type Logger } from './log/index.js';
 import { startSidecar, type RunningSidecar } from './server/index.js';
@@ -12,6 +14,8 @@ export interface CliIo {
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WritableStream;
   env: NodeJS.ProcessEnv;
+  /** Default `process.stdin`. */
+  stdin?: SecretInput;
 }
 
 export interface ParsedArgs {
@@ -48,6 +52,8 @@ const COMMANDS = new Map<string, Command>([
       run: checkConfig,
     },
   ],
+  ['hash-secret', { usage: 'hash-secret', summary: 'read a client secret from standard input, print its clientSecretHash', options: {}, run: hashSecretCommand }],
+  ['audit', { usage: AUDIT_USAGE, summary: AUDIT_SUMMARY, options: { ...CONFIG_OPTION, ...AUDIT_OPTIONS }, run: audit }],
 ]);
 
 /** Runs one command line (without `node` and the script) and resolves to the process exit code. */
@@ -97,9 +103,14 @@ function usageError(io: CliIo, message: string): number {
   return EXIT_USAGE;
 }
 
+/** `--config`, else `$OIDC_SIDECAR_CONFIG`, else none (environment variables only). */
+function configFileOf(args: ParsedArgs, io: CliIo): string | undefined {
+  return typeof args.values.config === 'string' ? args.values.config : io.env.OIDC_SIDECAR_CONFIG || undefined;
+}
+
 /** The configuration of `--config` and the environment; on problems, prints them and resolves to undefined. */
 async function loadConfigOrReport(args: ParsedArgs, io: CliIo): Promise<LoadedConfig | undefined> {
-  const file = typeof args.values.config === 'string' ? args.values.config : undefined;
+  const file = configFileOf(args, io);
   try {
     return await loadConfig({ file, env: io.env });
   } catch (error) {
@@ -117,6 +128,22 @@ async function checkConfig(args: ParsedArgs, io: CliIo): Promise<number> {
   return EXIT_OK;
 }
 
+/** Reads one line (not echoed on a terminal) and prints its `scrypt$…` hash for `clientSecretHash`. */
+async function hashSecretCommand(_args: ParsedArgs, io: CliIo): Promise<number> {
+  const secret = await readSecretLine(io.stdin ?? process.stdin, io.stderr);
+  if (!secret) {
+    io.stderr.write('oidc-sidecar: no secret given: type it, or pipe it in, on one line\n');
+    return EXIT_FAILURE;
+  }
+  io.stdout.write(`${await hashSecret(secret)}\n`);
+  return EXIT_OK;
+}
+
+async function audit(args: ParsedArgs, io: CliIo): Promise<number> {
+  const loaded = await loadConfigOrReport(args, io);
+  return loaded ? runAuditCommand(loaded.config, args.values, io) : EXIT_FAILURE;
+}
+
 async function start(args: ParsedArgs, io: CliIo): Promise<number> {
   const loaded = await loadConfigOrReport(args, io);
   if (!loaded) return EXIT_FAILURE;
@@ -125,7 +152,7 @@ async function start(args: ParsedArgs, io: CliIo): Promise<number> {
   for (const warning of warnings) logger.warn(warning);
   let sidecar: RunningSidecar;
   try {
-    sidecar = await startSidecar(config, { logger });
+    sidecar = await startSidecar(config, { logger, configFile: configFileOf(args, io), env: io.env });
   } catch (error) {
     logger.fatal({ err: error }, 'oidc-sidecar could not start');
     return EXIT_FAILURE;

@@ -1,41 +1,5 @@
-import type { Logger } from '../log/index.js';
-
-/** Audit event names (DESIGN.md §7, contract). */
-export type AuditEventName =
-  | 'login'
-  | 'login_failed'
-  | 'logout'
-  | 'session_expired'
-  | 'token_refreshed'
-  | 'refresh_failed'
-  | 'api_auth'
-  | 'api_auth_failed'
-  | 'backchannel_logout';
-
-/** One authentication event. Never carries a token, secret or cookie. */
-export interface AuditEvent {
-  event: AuditEventName;
-  user?: string;
-  clientId?: string;
-  method?: string;
-  ip?: string;
-  userAgent?: string;
-  requestId?: string;
-  /** The precise reason, for failures and for how a session ended. */
-  reason?: string;
-}
-
-export interface AuditLog {
-  record(event: AuditEvent): void;
-}
-
-/** Writes each event as one JSON line (`"log":"audit"`) through the process logger. */
-export function createAuditLog(logger: Logger, enabled: boolean): AuditLog {
-  if (!enabled) return { record: () => undefined };
-  const audit = logger.child({ log: 'audit' });
-  return {
-    record(event) {
-      audit.info(event, event.event);
-    },
-  };
-}
+/** The authentication audit log (DESIGN.md §7): events, where they are written, and the `audit` command. */
+export { AUDIT_EVENTS, type AuditEvent, type AuditEventName, type AuditRecord } from './events.js';
+export { createAuditLog, type AuditLog } from './log.js';
+export { AuditStream } from './stream.js';
+export { AUDIT_OPTIONS, AUDIT_SUMMARY, AUDIT_USAGE, runAuditCommand } from './command.js';

@@ -225,6 +225,7 @@ const auditSchema = z
 const logSchema = z
   .strictObject({
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('log level'),
+    access: z.boolean().default(false).describe('one access-log line a request: method, path (no query), route, status, duration, request id, user or client'),
   })
   .prefault({});
 
@@ -249,7 +250,7 @@ const applicationSchema = z
     scopes: z
       .array(z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+$/, 'must be an RFC 6749 scope token (printable ASCII, no space, " or \\)'))
       .default([])
-      .describe('scopes it may request at /oauth2/token (all of them when it names none); sent as X-Forwarded-Roles'),
+      .describe('scopes it may request at /oauth2/token (a request naming none gets them all); sent as X-Forwarded-Roles'),
   })
   .superRefine((app, ctx) => {
     if (app.grantTypes.includes('client_credentials') && !app.clientSecretHash) {

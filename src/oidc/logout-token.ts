@@ -1,4 +1,4 @@
-import { createRemoteJWKSet, jwtVerify, type JWTPayload } from 'jose';
+import { createRemoteJWKSet, customFetch, jwtVerify, type JWTPayload } from 'jose';
 
 const BACKCHANNEL_LOGOUT_EVENT = 'http://schemas.openid.net/event/backchannel-logout';
 const MAX_LOGOUT_TOKEN_AGE_SECONDS = 300;
@@ -26,8 +26,9 @@ export class LogoutTokenVerifier {
     jwksUri: string,
     private readonly clientId: string,
     private readonly clockSeconds: () => number,
+    fetchKeys: (url: string, options: RequestInit) => Promise<Response> = fetch,
   ) {
-    this.#keys = createRemoteJWKSet(new URL(jwksUri), { timeoutDuration: 5000 });
+    this.#keys = createRemoteJWKSet(new URL(jwksUri), { timeoutDuration: 5000, [customFetch]: fetchKeys });
   }
 
   /** The target of a valid token; throws with a precise reason otherwise. */

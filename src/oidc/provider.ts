@@ -4,6 +4,7 @@ import { importPKCS8 } from 'jose';
 import * as client from 'openid-client';
 import { isHttpsOrLoopback, type Config } from '../config/schema.js';
 import type { Logger } from '../log/index.js';
+import { idpEndpointOf, timedFetch, type IdpEndpoint } from '../metrics/index.js';
 import { LogoutTokenVerifier } from './logout-token.js';
 import type { Claims } from '../session/session.js';
 import { systemClock, type Clock } from '../session/store.js';
@@ -42,13 +43,17 @@ export class OidcProvider {
   #logoutTokens: LogoutTokenVerifier | undefined;
   #retryTimer: NodeJS.Timeout | undefined;
   #closed = false;
+  /** Every request to the provider goes through it, timed by endpoint. */
+  readonly #fetch: ReturnType<typeof timedFetch>;
 
   constructor(
     private readonly config: Config,
     private readonly logger: Logger,
     private readonly clock: Clock = systemClock,
+    onIdpRequest: (endpoint: IdpEndpoint, seconds: number) => void = () => undefined,
   ) {
     this.redirectUri = new URL(config.provider.redirectPath, config.publicUrl).href;
+    this.#fetch = timedFetch((url) => idpEndpointOf(url, this.#configuration?.serverMetadata()), onIdpRequest);
   }
 
   /** Starts discovery; resolves once the first attempt is over, whatever its outcome. */
@@ -128,7 +133,7 @@ export class OidcProvider {
   logoutTokens(): LogoutTokenVerifier {
     const metadata = this.#ready().serverMetadata();
     if (!metadata.jwks_uri) throw new Error('the identity provider publishes no jwks_uri');
-    this.#logoutTokens ??= new LogoutTokenVerifier(metadata.issuer, metadata.jwks_uri, this.config.provider.clientId, () => Math.floor(this.clock() / 1000));
+    this.#logoutTokens ??= new LogoutTokenVerifier(metadata.issuer, metadata.jwks_uri, this.config.provider.clientId, () => Math.floor(this.clock() / 1000), this.#fetch);
     return this.#logoutTokens;
   }
 
@@ -154,7 +159,11 @@ export class OidcProvider {
     const { provider } = this.config;
     const issuer = new URL(issuerUrl(this.config));
     const insecure = issuer.protocol === 'http:' && isHttpsOrLoopback(issuer.href);
-    const options: client.DiscoveryRequestOptions = { timeout: IDP_TIMEOUT_SECONDS, execute: insecure ? [client.allowInsecureRequests] : [] };
+    const options: client.DiscoveryRequestOptions = {
+      timeout: IDP_TIMEOUT_SECONDS,
+      execute: insecure ? [client.allowInsecureRequests] : [],
+      [client.customFetch]: this.#fetch,
+    };
     const clientAuth = await this.#clientAuthentication();
     const metadata: Partial<client.ClientMetadata> = { redirect_uris: [this.redirectUri] };
     const discovered = await client.discovery(issuer, provider.clientId, metadata, clientAuth, options);
@@ -167,6 +176,7 @@ export class OidcProvider {
     };
     const overridden = new client.Configuration(server, provider.clientId, metadata, clientAuth);
     overridden.timeout = IDP_TIMEOUT_SECONDS;
+    overridden[client.customFetch] = this.#fetch;
     if (insecure) client.allowInsecureRequests(overridden);
     return overridden;
   }

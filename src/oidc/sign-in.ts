@@ -14,6 +14,8 @@ export interface SignInFailure {
   reason: string;
   /** Where the user wanted to go, when known (to offer "try again"). */
   returnTo?: string;
+  /** Who tried, when the provider told (a user the authorization rules refused). */
+  user?: string;
 }
 
 export type SignInOutcome = { ok: true; session: Session; returnTo: string } | SignInFailure;
@@ -70,7 +72,7 @@ export class BrowserSignIn {
       return failure('exchange_failed', 400, `the code exchange failed: ${exchangeErrorText(error)}`, transaction.returnTo);
     }
     const denial = this.#authorizationDenial(tokens.claims);
-    if (denial) return failure('not_allowed', 403, denial, transaction.returnTo);
+    if (denial) return { ...failure('not_allowed', 403, denial, transaction.returnTo), user: userName(tokens.claims) };
     return { ok: true, session: this.#newSession(tokens), returnTo: transaction.returnTo };
   }
 

@@ -12,6 +12,8 @@ export interface UpstreamOptions {
   timeoutMs: number;
   /** The public URL's protocol and host, sent as X-Forwarded-Proto/-Host. */
   publicUrl: URL;
+  /** Called when the portal's response headers arrive, with the seconds since the request was sent. */
+  onResponse(seconds: number): void;
   /** Called once per failed request, before any answer is written. */
   onFailure(failure: UpstreamFailure, req: http.IncomingMessage, res: http.ServerResponse | Duplex, error: Error): void;
 }
@@ -37,11 +39,15 @@ export function createUpstream(options: UpstreamOptions): Upstream {
   const forwardedHost = options.publicUrl.host;
 
   proxy.on('proxyReq', (proxyReq, req, res) => {
+    const started = performance.now();
     const timer = setTimeout(() => {
       (req as TimedRequest)[TIMED_OUT] = true;
       proxyReq.destroy(new Error('upstream timeout'));
     }, options.timeoutMs);
-    proxyReq.once('response', () => clearTimeout(timer));
+    proxyReq.once('response', () => {
+      clearTimeout(timer);
+      options.onResponse((performance.now() - started) / 1000);
+    });
     proxyReq.once('close', () => clearTimeout(timer));
     res.once('close', () => {
       if (!res.writableFinished) proxyReq.destroy();

@@ -18,7 +18,15 @@ export async function authenticateSession(services: Services, req: IncomingMessa
   const resumed = await services.sessions.resume(cookie);
   if (!resumed.ok) {
     if (resumed.reason === 'expired') {
-      services.audit.record({ event: 'session_expired', reason: 'the session reached session.maxLifetimeHours', method: 'session', ...requestAuditFields(req) });
+      services.metrics.sessionsEnded('expired');
+      services.audit.record({
+        event: 'session_expired',
+        user: resumed.session.user,
+        method: 'session',
+        code: 'max_lifetime',
+        reason: 'the session reached session.maxLifetimeHours',
+        ...requestAuditFields(req),
+      });
     }
     return null;
   }
@@ -36,8 +44,9 @@ async function renewTokens(services: Services, req: IncomingMessage, cookie: str
   const auditFields = { user: session.user, method: 'session', ...requestAuditFields(req) };
   if (!services.config.session.refreshTokens || !session.refreshToken) {
     await services.sessions.end(handle);
+    services.metrics.sessionsEnded('expired');
     const reason = services.config.session.refreshTokens ? 'the tokens expired and the provider gave no refresh token' : 'the tokens expired and session.refreshTokens is off';
-    services.audit.record({ event: 'session_expired', reason, ...auditFields });
+    services.audit.record({ event: 'session_expired', code: 'tokens_expired', reason, ...auditFields });
     return null;
   }
   try {
@@ -46,13 +55,16 @@ async function renewTokens(services: Services, req: IncomingMessage, cookie: str
       return (await services.sessions.update(handle, refreshed)) ? refreshed : null;
     });
     if (renewed) {
+      services.metrics.tokenRefresh('success');
       services.audit.record({ event: 'token_refreshed', ...auditFields });
       return renewed;
     }
     const reloaded = await services.sessions.resume(cookie);
     return reloaded.ok && !tokensDue(reloaded.session, services.clock()) ? reloaded.session : null;
   } catch (error) {
+    services.metrics.tokenRefresh('failure');
     await services.sessions.end(handle);
+    services.metrics.sessionsEnded('refresh_failed');
     services.audit.record({ event: 'refresh_failed', reason: `token refresh failed: ${errorSummary(error).message}`, ...auditFields });
     return null;
   }

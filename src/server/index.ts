@@ -1,9 +1,10 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createAuditLog } from '../audit/index.js';
+import { AuditStream, createAuditLog } from '../audit/index.js';
+import { MachineClients } from '../clients/index.js';
 import type { Config } from '../config/schema.js';
 import { createLogger, type Logger } from '../log/index.js';
-import { Metrics } from '../metrics/index.js';
+import { InstrumentedStore, Metrics } from '../metrics/index.js';
 import { OidcProvider } from '../oidc/provider.js';
 import { BrowserSignIn } from '../oidc/sign-in.js';
 import { LoginTransactions } from '../oidc/transactions.js';
@@ -34,6 +35,10 @@ export interface StartOptions {
   logger?: Logger;
   /** Injected in tests to move time without sleeping. */
   clock?: Clock;
+  /** The configuration file the sidecar was started from: reloads read its `applications` again. */
+  configFile?: string;
+  /** The environment that configuration was read with. Default `process.env`. */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** Client request headers above this size are answered 431 by Node before any of our code runs. */
@@ -43,11 +48,15 @@ const MAX_HEADER_BYTES = 16 * 1024;
 export async function startSidecar(config: Config, options: StartOptions = {}): Promise<RunningSidecar> {
   const logger = options.logger ?? createLogger(config.log.level);
   const clock = options.clock ?? systemClock;
-  const store = createStore(config, clock, logger);
-  const provider = new OidcProvider(config, logger, clock);
-  await provider.start();
-  const services = buildServices(config, logger, store, provider, clock);
   const metrics = new Metrics();
+  const { store, auditStream } = createStore(config, clock, logger, metrics);
+  const machineClients = await MachineClients.start({ config, logger, store, clock, configFile: options.configFile, env: options.env }).catch(async (error: unknown) => {
+    await store.close();
+    throw error;
+  });
+  const provider = new OidcProvider(config, logger, clock, (endpoint, seconds) => metrics.idpRequest(endpoint, seconds));
+  await provider.start();
+  const services = buildServices(config, logger, store, provider, clock, metrics, auditStream, machineClients);
 
   const main = http.createServer({ maxHeaderSize: MAX_HEADER_BYTES, requestTimeout: 300_000, headersTimeout: 30_000 }, createRequestHandler(services));
   main.on('upgrade', createUpgradeHandler(services));
@@ -67,6 +76,7 @@ export async function startSidecar(config: Config, options: StartOptions = {}): 
     metricsUrl: baseUrl(metricsServer),
     async close() {
       provider.close();
+      machineClients.close();
       await Promise.all([closeServer(main), closeServer(metricsServer)]);
       services.upstream.close();
       await store.close();
@@ -74,7 +84,16 @@ export async function startSidecar(config: Config, options: StartOptions = {}): 
   };
 }
 
-function buildServices(config: Config, logger: Logger, store: KeyValueStore, provider: OidcProvider, clock: Clock): Services {
+function buildServices(
+  config: Config,
+  logger: Logger,
+  store: KeyValueStore,
+  provider: OidcProvider,
+  clock: Clock,
+  metrics: Metrics,
+  auditStream: AuditStream | undefined,
+  machineClients: MachineClients,
+): Services {
   const sessions = new SessionManager({
     store,
     secret: config.session.secret,
@@ -86,16 +105,22 @@ function buildServices(config: Config, logger: Logger, store: KeyValueStore, pro
     target: new URL(config.upstream.url),
     timeoutMs: config.upstream.timeoutSeconds * 1000,
     publicUrl: new URL(config.publicUrl),
-    onFailure: (failure, req, res, error) => answerUpstreamFailure(logger, failure, req, res, error),
+    onResponse: (seconds) => metrics.upstreamResponse(seconds),
+    onFailure: (failure, req, res, error) => {
+      metrics.upstreamError(failure);
+      answerUpstreamFailure(logger, failure, req, res, error);
+    },
   });
   return {
     config,
     logger,
-    audit: createAuditLog(logger, config.audit.enabled),
+    audit: createAuditLog({ logger, enabled: config.audit.enabled, metrics, stream: auditStream }),
+    metrics,
     store,
     sessions,
     provider,
     signIn: new BrowserSignIn(config, provider, new LoginTransactions(store, config.session.secret), clock),
+    machineClients,
     upstream,
     identity: new IdentityHeaders(config.identity.headers),
     cookies: new SessionCookies(config),
@@ -107,11 +132,13 @@ function buildServices(config: Config, logger: Logger, store: KeyValueStore, pro
   };
 }
 
-function createStore(config: Config, clock: Clock, logger: Logger): KeyValueStore {
+/** The session store, timed by operation; with Redis, the audit stream shares its connection. */
+function createStore(config: Config, clock: Clock, logger: Logger, metrics: Metrics): { store: KeyValueStore; auditStream?: AuditStream } {
   if (config.session.store === 'redis') {
-    return new RedisStore(createRedisClient(config.redis, (error) => logger.warn({ err: error }, 'redis connection error')));
+    const client = createRedisClient(config.redis, (error) => logger.warn({ err: error }, 'redis connection error'));
+    return { store: new InstrumentedStore(new RedisStore(client), metrics.store), auditStream: new AuditStream(client, config.audit.stream.maxLength) };
   }
-  return new MemoryStore({ clock });
+  return { store: new InstrumentedStore(new MemoryStore({ clock }), metrics.store) };
 }
 
 function listen(server: http.Server, port: number, host: string): Promise<void> {

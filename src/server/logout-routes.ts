@@ -21,10 +21,11 @@ export async function backchannelLogout(services: Services, req: IncomingMessage
     const firstUse = await services.store.tryLock(`logout-jti:${createHash('sha256').update(target.jti).digest('base64url')}`, Math.max(1000, target.exp * 1000 - services.clock()));
     if (!firstUse) throw new Error('the logout token was already used');
     ended = target.sid ? await services.sessions.endBySid(target.sid) : await services.sessions.endByUser(target.sub!);
+    services.metrics.sessionsEnded('backchannel', ended);
     services.audit.record({ event: 'backchannel_logout', user: target.sub, reason: `${ended} session(s) ended by the identity provider`, ...auditFields });
   } catch (error) {
     const reason = `back-channel logout refused: ${errorSummary(error).message}`;
-    services.audit.record({ event: 'backchannel_logout', reason, ...auditFields });
+    services.audit.record({ event: 'backchannel_logout', code: 'refused', reason, ...auditFields });
     const status = error instanceof BodyError ? error.status : 400;
     return sendJson(res, status, { error: 'invalid_request', error_description: 'The logout token is not acceptable.' });
   }
@@ -42,6 +43,7 @@ export async function frontchannelLogout(services: Services, req: IncomingMessag
   const issuer = query.get('iss');
   if (sid && sid.length <= 256 && (!issuer || issuer === services.provider.issuer())) {
     const ended = await services.sessions.endBySid(sid);
+    services.metrics.sessionsEnded('frontchannel', ended);
     services.audit.record({ event: 'logout', method: 'frontchannel', reason: `${ended} session(s) ended by front-channel logout`, ...requestAuditFields(req) });
   }
   res.writeHead(200, { 'cache-control': 'no-store', 'content-type': 'text/html; charset=utf-8', 'content-length': '0' });

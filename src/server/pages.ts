@@ -13,10 +13,10 @@ export interface PageContent {
 const STYLE =
   'body{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#1b1b1b}' +
   'h1{font-size:1.4rem}p{line-height:1.5}.detail{background:#f4f4f4;padding:.6rem;border-radius:4px}' +
-  'small{color:#555}a{color:#0b57d0}';
+  'small{color:#555}a{color:#0b57d0}code{font-family:ui-monospace,Menlo,Consolas,monospace}';
 
 export function renderPage(content: PageContent): string {
-  const detail = content.detail ? `<p class="detail">${escapeHtml(content.detail)}</p>` : '';
+  const detail = content.detail ? `<p class="detail"><strong>Reason:</strong> ${escapeHtml(content.detail)}</p>` : '';
   const link = content.link ? `<p><a href="${escapeHtml(content.link.href)}">${escapeHtml(content.link.text)}</a></p>` : '';
   return (
     '<!doctype html><html lang="en"><head><meta charset="utf-8">' +

@@ -7,7 +7,9 @@ import { authenticateSession } from './browser-auth.js';
 import { handleOwnEndpoint, isOwnEndpoint } from './endpoints.js';
 import { normalizeRequestPath } from './paths.js';
 import { safeReturnUrl } from './redirects.js';
+import { authenticateMachineClient, sendInvalidClient } from './machine-client-routes.js';
 import { isBrowserNavigation } from './request-kind.js';
+import { ownEndpointRoute, RequestObserver, type ObservedRequest } from './request-observer.js';
 import { sendHtml, sendJson, sendUnauthorized } from './responses.js';
 import { REQUEST_ID_HEADER, type Services } from './services.js';
 import { startSignIn } from './sign-in-routes.js';
@@ -16,22 +18,40 @@ const VALID_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /**
  * The request pipeline of the main port (DESIGN.md §1), in order:
- * strip spoofable headers → validate the path → own endpoints → public routes → browser session →
+ * strip spoofable headers → validate the path → own endpoints → public routes → machine credentials →
+ * browser session →
  * anonymous (redirect to the provider, or 401).
  */
 export function createRequestHandler(services: Services): (req: IncomingMessage, res: ServerResponse) => void {
   const identityBySession = new WeakMap<Session, Record<string, string>>();
+  const observer = new RequestObserver(services.metrics.http, services.config.log.access ? services.logger.child({ log: 'access' }) : undefined);
 
-  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  async function handle(req: IncomingMessage, res: ServerResponse, observed: ObservedRequest): Promise<void> {
     services.identity.strip(req.headers);
     assignRequestId(req);
     const path = normalizeRequestPath(req.url);
-    if (!path.ok) return sendJson(res, 400, { error: 'bad_request', error_description: 'The request path is not acceptable.' });
-    if (isOwnEndpoint(services, path.normalized)) return handleOwnEndpoint(services, req, res, path.normalized);
-    if (services.publicRoutes.matches(path.normalized)) return forward(req, res);
+    if (!path.ok) {
+      observed.route = 'invalid_path';
+      return sendJson(res, 400, { error: 'bad_request', error_description: 'The request path is not acceptable.' });
+    }
+    if (isOwnEndpoint(services, path.normalized)) {
+      observed.route = ownEndpointRoute(path.normalized, services.prefix, services.config.provider.redirectPath);
+      return handleOwnEndpoint(services, req, res, path.normalized);
+    }
+    if (services.publicRoutes.matches(path.normalized)) {
+      observed.route = 'public';
+      return forward(req, res);
+    }
+    const machine = await authenticateMachineClient(services, req, path.normalized);
+    if (machine.status === 'refused') return sendInvalidClient(res, services.publicOrigin);
+    if (machine.status === 'authenticated') {
+      observed.clientId = machine.clientId;
+      return forward(req, res);
+    }
 
     const session = await authenticateSession(services, req);
     if (session) {
+      observed.user = session.user;
       addIdentity(req, session);
       return forward(req, res);
     }
@@ -61,12 +81,13 @@ export function createRequestHandler(services: Services): (req: IncomingMessage,
   }
 
   return (req, res) => {
-    handle(req, res).catch((error: unknown) => sendInternalError(services, req, res, error));
+    handle(req, res, observer.begin(res)).catch((error: unknown) => sendInternalError(services, req, res, error));
   };
 }
 
 /**
- * WebSocket upgrades go through the same checks as any request: path, public routes, session.
+ * WebSocket upgrades go through the same checks as any request: path, public routes, machine
+ * credentials, session.
  * There is no redirect for a socket: without a session the answer is 401.
  */
 export function createUpgradeHandler(services: Services): (req: IncomingMessage, socket: Duplex, head: Buffer) => void {
@@ -76,7 +97,9 @@ export function createUpgradeHandler(services: Services): (req: IncomingMessage,
     if (!services.config.upstream.websockets) return refuseUpgrade(socket, 403, 'Forbidden');
     const path = normalizeRequestPath(req.url);
     if (!path.ok || isOwnEndpoint(services, path.normalized)) return refuseUpgrade(socket, 400, 'Bad Request');
-    if (!services.publicRoutes.matches(path.normalized)) {
+    const machine = services.publicRoutes.matches(path.normalized) ? undefined : await authenticateMachineClient(services, req, path.normalized);
+    if (machine?.status === 'refused') return refuseUpgrade(socket, 401, 'Unauthorized');
+    if (machine?.status === 'absent') {
       const session = await authenticateSession(services, req);
       if (!session) return refuseUpgrade(socket, 401, 'Unauthorized');
       Object.assign(req.headers, services.identity.fromClaims(session.claims), { [AUTH_METHOD_HEADER]: 'session' });
@@ -115,5 +138,5 @@ function sendInternalError(services: Services, req: IncomingMessage, res: Server
   if (!req.headers.accept?.includes('text/html')) {
     return sendJson(res, 503, { error: 'temporarily_unavailable', error_description: 'The service is temporarily unavailable.' });
   }
-  sendHtml(res, 503, { title: 'Temporarily unavailable', message: 'The portal cannot be reached right now. Please try again in a moment.', requestId });
+  sendHtml(res, 503, { title: 'Temporarily unavailable', message: 'The service is temporarily unavailable. Please try again in a moment.', requestId });
 }

@@ -1,7 +1,9 @@
 import type { IncomingMessage } from 'node:http';
 import type { AuditEvent, AuditLog } from '../audit/index.js';
+import type { MachineClients } from '../clients/index.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log/index.js';
+import type { Metrics } from '../metrics/index.js';
 import type { OidcProvider } from '../oidc/provider.js';
 import type { BrowserSignIn } from '../oidc/sign-in.js';
 import type { IdentityHeaders } from '../proxy/identity-headers.js';
@@ -15,11 +17,16 @@ import type { SessionCookies } from './session-cookies.js';
 export interface Services {
   config: Config;
   logger: Logger;
+  /** Authentication events: stdout, the Redis stream and `auth_events_total`, in one call. */
   audit: AuditLog;
+  /** The Prometheus metrics (DESIGN.md §8). */
+  metrics: Metrics;
   store: KeyValueStore;
   sessions: SessionManager;
   provider: OidcProvider;
   signIn: BrowserSignIn;
+  /** OAuth 2 applications: their credentials (pipeline step 4) and the token endpoints. */
+  machineClients: MachineClients;
   upstream: Upstream;
   identity: IdentityHeaders;
   cookies: SessionCookies;

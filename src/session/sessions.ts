@@ -27,7 +27,9 @@ export interface SessionHandle {
 
 export type ResumeResult =
   | { ok: true; session: Session; handle: SessionHandle }
-  | { ok: false; reason: 'absent' | 'invalid' | 'unknown' | 'expired' };
+  | { ok: false; reason: 'absent' | 'invalid' | 'unknown' }
+  /** The session reached its absolute lifetime: it has just been ended. */
+  | { ok: false; reason: 'expired'; session: Session };
 
 interface HandleState {
   readonly ticket: Ticket;
@@ -46,7 +48,6 @@ interface CacheEntry {
 const ABSENT: ResumeResult = { ok: false, reason: 'absent' };
 const INVALID: ResumeResult = { ok: false, reason: 'invalid' };
 const UNKNOWN: ResumeResult = { ok: false, reason: 'unknown' };
-const EXPIRED: ResumeResult = { ok: false, reason: 'expired' };
 
 const REFRESH_LOCK_TTL_MS = 15_000;
 const LOCK_POLL_MS = 50;
@@ -115,7 +116,7 @@ export class SessionManager {
     const now = this.#clock();
     if (now >= session.expiresAt) {
       await this.end(handle);
-      return EXPIRED;
+      return { ok: false, reason: 'expired', session };
     }
     this.#extendLazily(storeKey, session, now);
     return { ok: true, session, handle };

@@ -178,5 +178,5 @@ t.test('users outside the allowed groups are refused at sign-in', async (t) => {
   await t.rejects(signIn(stack, { user: DEMO_USERS.bob }), /callback answered 403/);
   const alice = await signIn(stack, { user: DEMO_USERS.alice });
   t.ok(alice.cookie);
-  t.match(auditEvents(stack), [{ event: 'login_failed', reason: /allowedGroups/ }, { event: 'login', user: 'alice' }]);
+  t.match(auditEvents(stack), [{ event: 'login_failed', user: 'bob', code: 'not_allowed', reason: /allowedGroups/ }, { event: 'login', user: 'alice' }]);
 });
