@@ -7,6 +7,7 @@ const STORE_OPERATIONS = [
   'set',
   'replace',
   'get',
+  'get_cached',
   'take',
   'expire',
   'delete',
@@ -70,6 +71,10 @@ export class InstrumentedStore implements KeyValueStore {
 
   get(key: string): Promise<Buffer | null> {
     return this.timer.time('get', () => this.inner.get(key));
+  }
+
+  getCached(key: string): Promise<Buffer | null> {
+    return this.timer.time('get_cached', () => this.inner.getCached(key));
   }
 
   take(key: string): Promise<Buffer | null> {

@@ -43,6 +43,11 @@ export class MemoryStore implements KeyValueStore {
     return true;
   }
 
+  /** The memory store is local already: the same as `get`. */
+  getCached(key: string): Promise<Buffer | null> {
+    return this.get(key);
+  }
+
   async get(key: string): Promise<Buffer | null> {
     return this.#value(key);
   }

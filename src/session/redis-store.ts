@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Cluster, Redis, type ClusterNode, type RedisOptions } from 'ioredis';
 import type { Config } from '../config/schema.js';
 import type { KeyValueStore } from './store.js';
+import { TrackedReadCache } from './tracked-cache.js';
 
 /** The `redis.*` configuration keys. */
 export type RedisConfig = Config['redis'];
@@ -73,70 +74,92 @@ interface ScriptCommands {
   addToSetAtLeast(key: string, member: string, ttlMs: number): Promise<number>;
 }
 
+export interface RedisStoreOptions {
+  /** Errors of the local copy's invalidation connection. */
+  onError?: (error: unknown) => void;
+}
+
 /**
  * The store for several replicas, over Redis (standalone, Sentinel or Cluster). Every operation
  * touches one key, so Cluster needs no hash tags; every operation fails after 2 s at most.
+ * On standalone and Sentinel, `getCached` answers from a local copy kept coherent by Redis'
+ * client-side caching (see TrackedReadCache); this replica's own writes drop its copy at once.
  */
 export class RedisStore implements KeyValueStore {
   readonly #client: RedisClient & ScriptCommands;
+  readonly #cache: TrackedReadCache | undefined;
+  /** ioredis' commandTimeout bounds standalone and Sentinel commands; Cluster needs our own. */
+  readonly #bounded: <T>(operation: Promise<T>) => Promise<T>;
 
-  constructor(client: RedisClient) {
+  constructor(client: RedisClient, options: RedisStoreOptions = {}) {
     client.defineCommand('releaseLock', { numberOfKeys: 1, lua: RELEASE_LOCK });
     client.defineCommand('addToSetAtLeast', { numberOfKeys: 1, lua: ADD_TO_SET });
     this.#client = client as RedisClient & ScriptCommands;
+    const standalone = client instanceof Redis;
+    this.#cache = standalone ? new TrackedReadCache(client, client.options.keyPrefix ?? '', { onError: options.onError }) : undefined;
+    this.#bounded = standalone ? (operation) => operation : withTimeout;
   }
 
   async set(key: string, value: Buffer, ttlMs: number): Promise<void> {
-    await withTimeout(this.#client.set(key, value, 'PX', milliseconds(ttlMs)));
+    this.#cache?.forget(key);
+    await this.#bounded(this.#client.set(key, value, 'PX', milliseconds(ttlMs)));
   }
 
   async replace(key: string, value: Buffer, ttlMs: number): Promise<boolean> {
-    return (await withTimeout(this.#client.set(key, value, 'PX', milliseconds(ttlMs), 'XX'))) === 'OK';
+    this.#cache?.forget(key);
+    return (await this.#bounded(this.#client.set(key, value, 'PX', milliseconds(ttlMs), 'XX'))) === 'OK';
   }
 
   get(key: string): Promise<Buffer | null> {
-    return withTimeout(this.#client.getBuffer(key));
+    return this.#bounded(this.#client.getBuffer(key));
+  }
+
+  getCached(key: string): Promise<Buffer | null> {
+    return this.#cache ? this.#cache.get(key, () => this.get(key)) : this.get(key);
   }
 
   take(key: string): Promise<Buffer | null> {
-    return withTimeout(this.#client.getdelBuffer(key));
+    this.#cache?.forget(key);
+    return this.#bounded(this.#client.getdelBuffer(key));
   }
 
   async expire(key: string, ttlMs: number): Promise<void> {
-    await withTimeout(this.#client.pexpire(key, milliseconds(ttlMs)));
+    await this.#bounded(this.#client.pexpire(key, milliseconds(ttlMs)));
   }
 
   async delete(...keys: string[]): Promise<void> {
+    for (const key of keys) this.#cache?.forget(key);
     // One DEL per key: on Cluster the keys live in different slots (sent together all the same).
-    await withTimeout(Promise.all(keys.map((key) => this.#client.del(key))));
+    await this.#bounded(Promise.all(keys.map((key) => this.#client.del(key))));
   }
 
   async addToSet(key: string, member: string, ttlMs: number): Promise<void> {
-    await withTimeout(this.#client.addToSetAtLeast(key, member, milliseconds(ttlMs)));
+    await this.#bounded(this.#client.addToSetAtLeast(key, member, milliseconds(ttlMs)));
   }
 
   async removeFromSet(key: string, member: string): Promise<void> {
-    await withTimeout(this.#client.srem(key, member));
+    await this.#bounded(this.#client.srem(key, member));
   }
 
   setMembers(key: string): Promise<string[]> {
-    return withTimeout(this.#client.smembers(key));
+    return this.#bounded(this.#client.smembers(key));
   }
 
   async tryLock(key: string, ttlMs: number): Promise<(() => Promise<void>) | null> {
     const token = randomBytes(16).toString('base64url');
-    const taken = await withTimeout(this.#client.set(key, token, 'PX', milliseconds(ttlMs), 'NX'));
+    const taken = await this.#bounded(this.#client.set(key, token, 'PX', milliseconds(ttlMs), 'NX'));
     if (taken !== 'OK') return null;
     return async () => {
-      await withTimeout(this.#client.releaseLock(key, token));
+      await this.#bounded(this.#client.releaseLock(key, token));
     };
   }
 
   async ping(): Promise<void> {
-    await withTimeout(this.#client.ping());
+    await this.#bounded(this.#client.ping());
   }
 
   async close(): Promise<void> {
+    this.#cache?.close();
     try {
       await withTimeout(this.#client.quit());
     } catch {

@@ -74,6 +74,8 @@ export class SessionManager {
   readonly #onError: (error: unknown) => void;
   readonly #cacheSize: number;
   readonly #cache = new Map<string, CacheEntry>();
+  /** Cookie values whose signature was already checked → their ticket and store key. */
+  readonly #decodedCookies = new Map<string, { ticket: Ticket; storeKey: string }>();
   /** Store key → when this replica last extended the record's TTL. */
   readonly #extendedAt = new Map<string, number>();
 
@@ -105,10 +107,10 @@ export class SessionManager {
   /** The session of a cookie value. One store read; the idle TTL is extended in the background. */
   async resume(cookieValue: string | undefined): Promise<ResumeResult> {
     if (!cookieValue) return ABSENT;
-    const ticket = this.#codec.decode(cookieValue);
-    if (!ticket) return INVALID;
-    const storeKey = sessionStoreKey(ticket);
-    const sealed = await this.#store.get(storeKey);
+    const decoded = this.#decodeCookie(cookieValue);
+    if (!decoded) return INVALID;
+    const { ticket, storeKey } = decoded;
+    const sealed = await this.#store.getCached(storeKey);
     if (!sealed) return UNKNOWN;
     const session = this.#open(storeKey, ticket, sealed);
     if (!session) return INVALID;
@@ -179,6 +181,17 @@ export class SessionManager {
     } finally {
       await release().catch(this.#onError);
     }
+  }
+
+  /** The ticket of a cookie value, its signature checked once per value (then remembered, bounded). */
+  #decodeCookie(cookieValue: string): { ticket: Ticket; storeKey: string } | null {
+    const known = this.#decodedCookies.get(cookieValue);
+    if (known) return known;
+    const ticket = this.#codec.decode(cookieValue);
+    if (!ticket) return null;
+    const decoded = { ticket, storeKey: sessionStoreKey(ticket) };
+    setBounded(this.#decodedCookies, cookieValue, decoded, this.#cacheSize);
+    return decoded;
   }
 
   #open(storeKey: string, ticket: Ticket, sealed: Buffer): Session | null {

@@ -14,6 +14,11 @@ export interface KeyValueStore {
   replace(key: string, value: Buffer, ttlMs: number): Promise<boolean>;
   /** The value under `key`, or null when absent or expired. Callers must not modify it. */
   get(key: string): Promise<Buffer | null>;
+  /**
+   * Like `get`, but may answer from a local copy that the store keeps coherent: dropped as soon as
+   * the key changes, is deleted or expires anywhere (the hot path's read: one per proxied request).
+   */
+  getCached(key: string): Promise<Buffer | null>;
   /** Reads and deletes `key` in one atomic step: of two concurrent callers, only one gets the value. */
   take(key: string): Promise<Buffer | null>;
   /** Sets a new time-to-live on an existing key; no effect when the key is absent. */

@@ -18,6 +18,34 @@ runStoreSuite(t, 'redis', async () => {
   return { store, fastForward: (ms) => sleep(ms), close: () => store.close() };
 });
 
+t.test("redis: getCached sees another replica's change or deletion at once, without asking Redis again meanwhile", async (t) => {
+  const config = redisConfig();
+  const [here, there] = [new RedisStore(createRedisClient(config)), new RedisStore(createRedisClient(config))];
+  const monitor = new Redis(server.url);
+  t.teardown(async () => {
+    await Promise.all([here.close(), there.close()]);
+    monitor.disconnect();
+  });
+  await there.set('session', Buffer.from('v1'), 60_000);
+  await sleep(100);
+  t.same(await here.getCached('session'), Buffer.from('v1'));
+  const before = await commandCount(monitor, 'get');
+  for (let i = 0; i < 20; i++) t.same(await here.getCached('session'), Buffer.from('v1'));
+  t.equal(await commandCount(monitor, 'get'), before, 'served from the local copy');
+  await there.replace('session', Buffer.from('v2'), 60_000);
+  await sleep(50);
+  t.same(await here.getCached('session'), Buffer.from('v2'), 'changed on the other replica');
+  await there.delete('session');
+  await sleep(50);
+  t.equal(await here.getCached('session'), null, 'ended on the other replica');
+});
+
+/** How many times Redis has run `command` so far (INFO commandstats). */
+async function commandCount(client: Redis, command: string): Promise<number> {
+  const stats = await client.info('commandstats');
+  return Number(new RegExp(`cmdstat_${command}:calls=(\\d+)`).exec(stats)?.[1] ?? 0);
+}
+
 t.test('redis: every key, scripts included, carries redis.keyPrefix', async (t) => {
   const store = new RedisStore(createRedisClient(redisConfig({ keyPrefix: 'prefixed:' })));
   const raw = new Redis(server.url);

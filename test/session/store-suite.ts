@@ -32,6 +32,27 @@ export function runStoreSuite(t: Test, name: string, makeStore: () => Promise<St
     t.equal(await store.get('absent'), null);
   });
 
+  test("getCached answers like get, and sees this store's own writes at once", async (t, store, fastForward) => {
+    await store.set('k', Buffer.from('one'), LONG_MS);
+    t.same(await store.getCached('k'), Buffer.from('one'));
+    t.same(await store.getCached('k'), Buffer.from('one'));
+    await store.set('k', Buffer.from('two'), LONG_MS);
+    t.same(await store.getCached('k'), Buffer.from('two'));
+    t.equal(await store.replace('k', Buffer.from('three'), TTL_MS), true);
+    t.same(await store.getCached('k'), Buffer.from('three'));
+    await fastForward(PAST_TTL_MS);
+    t.equal(await store.getCached('k'), null, 'expired');
+    await store.set('k', Buffer.from('four'), LONG_MS);
+    t.same(await store.getCached('k'), Buffer.from('four'));
+    await store.delete('k');
+    t.equal(await store.getCached('k'), null, 'deleted');
+    await store.set('k', Buffer.from('five'), LONG_MS);
+    t.same(await store.getCached('k'), Buffer.from('five'));
+    t.same(await store.take('k'), Buffer.from('five'));
+    t.equal(await store.getCached('k'), null, 'taken');
+    t.equal(await store.getCached('absent'), null);
+  });
+
   test('a value is gone once its TTL has passed', async (t, store, fastForward) => {
     await store.set('k', Buffer.from('v'), TTL_MS);
     t.same(await store.get('k'), Buffer.from('v'));

@@ -1,0 +1,160 @@
+import type { Redis } from 'ioredis';
+import { setBounded } from './bounded.js';
+import { systemClock, type Clock } from './store.js';
+
+const INVALIDATION_CHANNEL = '__redis__:invalidate';
+
+export interface TrackedReadCacheOptions {
+  maxEntries?: number;
+  /** A safety net: a copy older than this is read again even without an invalidation. */
+  maxAgeMs?: number;
+  clock?: Clock;
+  onError?: (error: unknown) => void;
+}
+
+interface Entry {
+  value: Buffer;
+  readAt: number;
+}
+
+/**
+ * A local copy of values read from Redis, kept coherent by Redis' client-side caching protocol:
+ * the data connection runs `CLIENT TRACKING ON REDIRECT <id>`, so Redis tells a second connection,
+ * subscribed to `__redis__:invalidate`, whenever a key this replica read is changed, deleted,
+ * expired or evicted — by any replica or tool — and the copy is dropped at once.
+ *
+ * Fail-safe rules: nothing is cached unless tracking is confirmed on the current connections; when
+ * either connection closes, every copy is dropped; a value whose key was invalidated while its read
+ * was in flight is returned but not kept.
+ */
+export class TrackedReadCache {
+  readonly #entries = new Map<string, Entry>();
+  readonly #readsInFlight = new Map<string, number>();
+  readonly #invalidatedInFlight = new Set<string>();
+  readonly #subscriber: Redis;
+  readonly #maxEntries: number;
+  readonly #maxAgeMs: number;
+  readonly #clock: Clock;
+  readonly #onError: (error: unknown) => void;
+  /** Changes whenever a connection closes, so reads that straddle it are not kept. */
+  #epoch = 0;
+  #tracking = false;
+  #closed = false;
+  /** The subscriber connection's id while it is subscribed to the invalidations. */
+  #subscriberId: number | undefined;
+
+  constructor(
+    private readonly client: Redis,
+    private readonly keyPrefix: string,
+    options: TrackedReadCacheOptions = {},
+  ) {
+    this.#maxEntries = options.maxEntries ?? 10_000;
+    this.#maxAgeMs = options.maxAgeMs ?? 60_000;
+    this.#clock = options.clock ?? systemClock;
+    this.#onError = options.onError ?? (() => undefined);
+    this.#subscriber = client.duplicate({ keyPrefix: '', autoResubscribe: false, lazyConnect: true });
+    this.#subscriber.on('messageBuffer', (_channel: Buffer, keys: unknown) => this.#invalidate(keys));
+    this.#subscriber.on('error', (error: unknown) => this.#onError(error));
+    this.#subscriber.on('ready', () => void this.#subscribe());
+    this.#subscriber.on('close', () => {
+      this.#subscriberId = undefined;
+      this.#stopTracking();
+    });
+    client.on('ready', () => void this.#startTracking());
+    client.on('close', () => this.#stopTracking());
+    this.#subscriber.connect().catch((error: unknown) => this.#onError(error));
+  }
+
+  /** True while copies may be kept (tracking confirmed on both connections). */
+  get tracking(): boolean {
+    return this.#tracking;
+  }
+
+  /** The value of `key`: the local copy when there is one, else `read()` (whose result may be kept). */
+  async get(key: string, read: () => Promise<Buffer | null>): Promise<Buffer | null> {
+    const fullKey = this.keyPrefix + key;
+    const entry = this.#entries.get(fullKey);
+    if (entry && this.#clock() - entry.readAt < this.#maxAgeMs) return entry.value;
+    if (!this.#tracking) return read();
+    const epoch = this.#epoch;
+    this.#readsInFlight.set(fullKey, (this.#readsInFlight.get(fullKey) ?? 0) + 1);
+    try {
+      const value = await read();
+      if (value && epoch === this.#epoch && !this.#invalidatedInFlight.has(fullKey)) {
+        setBounded(this.#entries, fullKey, { value, readAt: this.#clock() }, this.#maxEntries);
+      }
+      return value;
+    } finally {
+      this.#readFinished(fullKey);
+    }
+  }
+
+  /** Drops the copy of `key` (this replica is changing it: its own reads must see the change). */
+  forget(key: string): void {
+    const fullKey = this.keyPrefix + key;
+    this.#entries.delete(fullKey);
+    if (this.#readsInFlight.has(fullKey)) this.#invalidatedInFlight.add(fullKey);
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#stopTracking();
+    this.#subscriber.disconnect();
+  }
+
+  #readFinished(fullKey: string): void {
+    const left = this.#readsInFlight.get(fullKey)! - 1;
+    if (left > 0) {
+      this.#readsInFlight.set(fullKey, left);
+      return;
+    }
+    this.#readsInFlight.delete(fullKey);
+    this.#invalidatedInFlight.delete(fullKey);
+  }
+
+  #invalidate(keys: unknown): void {
+    // A null payload means the whole database was flushed.
+    if (!Array.isArray(keys)) {
+      this.#entries.clear();
+      for (const fullKey of this.#readsInFlight.keys()) this.#invalidatedInFlight.add(fullKey);
+      return;
+    }
+    for (const key of keys as Buffer[]) {
+      const fullKey = key.toString();
+      this.#entries.delete(fullKey);
+      if (this.#readsInFlight.has(fullKey)) this.#invalidatedInFlight.add(fullKey);
+    }
+  }
+
+  #stopTracking(): void {
+    this.#epoch++;
+    this.#tracking = false;
+    this.#entries.clear();
+  }
+
+  /** Subscribes a new subscriber connection (its id first: a subscribed connection takes no other command). */
+  async #subscribe(): Promise<void> {
+    try {
+      const id = (await this.#subscriber.client('ID')) as number;
+      await this.#subscriber.subscribe(INVALIDATION_CHANNEL);
+      this.#subscriberId = id;
+      await this.#startTracking();
+    } catch (error) {
+      this.#onError(error);
+    }
+  }
+
+  /** (Re)starts tracking on the data connection; runs again after every reconnection of either. */
+  async #startTracking(): Promise<void> {
+    this.#stopTracking();
+    const epoch = this.#epoch;
+    const subscriberId = this.#subscriberId;
+    if (this.#closed || subscriberId === undefined || this.client.status !== 'ready') return;
+    try {
+      await this.client.client('TRACKING', 'ON', 'REDIRECT', String(subscriberId));
+      if (epoch === this.#epoch) this.#tracking = true;
+    } catch (error) {
+      this.#onError(error);
+    }
+  }
+}

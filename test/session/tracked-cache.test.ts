@@ -1,0 +1,90 @@
+import { Redis } from 'ioredis';
+import t from 'tap';
+import { TrackedReadCache } from '../../src/session/tracked-cache.js';
+import { startRedis } from '../support/redis.js';
+
+const PREFIX = 'test:';
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function until(condition: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('timed out');
+    await sleep(10);
+  }
+}
+
+t.test('a local copy that Redis keeps coherent', async (t) => {
+  const redis = await startRedis();
+  t.teardown(() => redis.stop());
+  const client = new Redis(redis.url, { keyPrefix: PREFIX });
+  const other = new Redis(redis.url, { keyPrefix: PREFIX });
+  const cache = new TrackedReadCache(client, PREFIX);
+  t.teardown(() => {
+    cache.close();
+    client.disconnect();
+    other.disconnect();
+  });
+  await until(() => cache.tracking);
+  let reads = 0;
+  const read = (key: string) => () => {
+    reads++;
+    return client.getBuffer(key);
+  };
+
+  t.test('a value read once is served locally until it changes anywhere', async (t) => {
+    await other.set('a', 'one');
+    reads = 0;
+    t.equal(String(await cache.get('a', read('a'))), 'one');
+    t.equal(String(await cache.get('a', read('a'))), 'one');
+    t.equal(reads, 1, 'the second get did not go to Redis');
+    await other.set('a', 'two');
+    await sleep(50);
+    t.equal(String(await cache.get('a', read('a'))), 'two', 'another client changed it: the copy was dropped');
+    await other.del('a');
+    await sleep(50);
+    t.equal(await cache.get('a', read('a')), null, 'deleted elsewhere: gone here too');
+  });
+
+  t.test('an expired key is not served from the copy', async (t) => {
+    await other.set('short', 'lived', 'PX', 100);
+    t.equal(String(await cache.get('short', read('short'))), 'lived');
+    await sleep(300);
+    t.equal(await cache.get('short', read('short')), null);
+  });
+
+  t.test('a value invalidated while its read was in flight is returned but not kept', async (t) => {
+    await other.set('race', 'old');
+    const racingRead = async () => {
+      const value = await client.getBuffer('race');
+      await other.set('race', 'new');
+      await sleep(50);
+      return value;
+    };
+    t.equal(String(await cache.get('race', racingRead)), 'old');
+    reads = 0;
+    t.equal(String(await cache.get('race', read('race'))), 'new');
+    t.equal(reads, 1, 'the stale value was not kept');
+  });
+
+  t.test('absent keys are not cached', async (t) => {
+    reads = 0;
+    await cache.get('missing', read('missing'));
+    await cache.get('missing', read('missing'));
+    t.equal(reads, 2);
+  });
+
+  t.test('a dropped connection empties the copy until tracking is back', async (t) => {
+    await other.set('b', 'kept');
+    await cache.get('b', read('b'));
+    await client.client('KILL', 'TYPE', 'pubsub');
+    await until(() => !cache.tracking);
+    reads = 0;
+    await cache.get('b', read('b'));
+    t.equal(reads, 1, 'read again');
+    await until(() => cache.tracking);
+    await other.set('b', 'changed');
+    await sleep(50);
+    t.equal(String(await cache.get('b', read('b'))), 'changed', 'invalidations flow again after reconnecting');
+  });
+});
