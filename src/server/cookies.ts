@@ -18,13 +18,18 @@ export function readCookie(header: string | undefined, name: string): string | u
   return undefined;
 }
 
-/** Removes cookie `name` from a Cookie header (so the portal never sees the sidecar's cookies). */
-export function withoutCookie(header: string, name: string): string {
-  return header
-    .split(';')
-    .filter((pair) => !pair.trimStart().startsWith(name + '='))
-    .join(';')
-    .trim();
+/** A Cookie header without the cookies named in `names` (so the portal never sees the sidecar's). */
+export function withoutCookies(header: string, names: readonly string[]): string {
+  let kept = '';
+  for (let start = 0; start < header.length; ) {
+    const semicolon = header.indexOf(';', start);
+    const end = semicolon === -1 ? header.length : semicolon;
+    const pair = header.slice(start, end).trim();
+    const equals = pair.indexOf('=');
+    if (pair !== '' && !names.includes(equals === -1 ? pair : pair.slice(0, equals))) kept += kept === '' ? pair : '; ' + pair;
+    start = end + 1;
+  }
+  return kept;
 }
 
 export interface CookieAttributes {

@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Config } from '../config/schema.js';
 import { TRANSACTION_TTL_MS } from '../oidc/transactions.js';
-import { readCookie, serializeCookie, withoutCookie, type CookieAttributes } from './cookies.js';
+import { readCookie, serializeCookie, withoutCookies, type CookieAttributes } from './cookies.js';
 
 /**
  * The sidecar's two cookies: the session ticket, and the browser binding that ties login
@@ -12,12 +12,14 @@ export class SessionCookies {
   readonly bindingName: string;
   readonly #sessionAttributes: CookieAttributes;
   readonly #bindingAttributes: CookieAttributes;
+  readonly #ownNames: readonly string[];
 
   constructor(config: Config) {
     const cookie = config.session.cookie;
     const { secure } = cookie;
     this.name = cookie.name;
     this.bindingName = `${cookie.name}_csrf`;
+    this.#ownNames = [this.name, this.bindingName];
     this.#sessionAttributes = {
       path: '/',
       domain: cookie.domain,
@@ -58,7 +60,7 @@ export class SessionCookies {
   stripFromRequest(req: IncomingMessage): void {
     const header = req.headers.cookie;
     if (!header?.includes(this.name)) return;
-    const remaining = withoutCookie(withoutCookie(header, this.bindingName), this.name);
+    const remaining = withoutCookies(header, this.#ownNames);
     if (remaining) req.headers.cookie = remaining;
     else delete req.headers.cookie;
   }

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { readCookie, serializeCookie, withoutCookie } from '../../src/server/cookies.js';
+import { readCookie, serializeCookie, withoutCookies } from '../../src/server/cookies.js';
 
 t.test('reads exactly the named cookie', async (t) => {
   t.equal(readCookie('a=1; _oidc_sidecar=v1.x.y; b=2', '_oidc_sidecar'), 'v1.x.y');
@@ -10,9 +10,11 @@ t.test('reads exactly the named cookie', async (t) => {
   t.equal(readCookie('', 'a'), undefined);
 });
 
-t.test('removes a cookie from a Cookie header', async (t) => {
-  t.equal(withoutCookie('a=1; s=2; b=3', 's'), 'a=1; b=3');
-  t.equal(withoutCookie('s=2', 's'), '');
+t.test("removes the sidecar's cookies from a Cookie header, and only those", async (t) => {
+  t.equal(withoutCookies('a=1; s=2; b=3', ['s']), 'a=1; b=3');
+  t.equal(withoutCookies('s=2', ['s', 's_csrf']), '');
+  t.equal(withoutCookies('s_csrf=1;s=2;xs=3; s=4', ['s', 's_csrf']), 'xs=3');
+  t.equal(withoutCookies(' a=1 ;; flag ; s=2', ['s']), 'a=1; flag');
 });
 
 t.test('serializes HttpOnly cookies with the configured attributes', async (t) => {
