@@ -8,6 +8,7 @@ export {
 } from './schema.js';
 export {
   loadConfig,
+  loadApplicationsFile,
   ConfigError,
   formatConfigProblems,
   redactConfig,

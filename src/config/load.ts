@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { parse as parseYaml, parseDocument, YAMLError } from 'yaml';
 import { z } from 'zod';
-import { configSchema, type Config } from './schema.js';
+import { applicationsSchema, configSchema, type ApplicationConfig, type Config } from './schema.js';
 
 /** Prefix of the environment variables that set configuration keys. */
 const ENV_PREFIX = 'OIDC_SIDECAR_';
@@ -248,6 +248,22 @@ async function inlineApplicationsFile(tree: Mapping, problems: Problems): Promis
     const reason = error instanceof YAMLError ? yamlProblem(file, error) : `cannot read "${file}" (${(error as NodeJS.ErrnoException).code})`;
     addProblem(problems, 'applications', `applicationsFile: ${reason}`);
   }
+}
+
+/**
+ * Reads and validates an `applicationsFile` on its own, as `loadConfig` would: for reloading the
+ * applications while the sidecar runs. Throws a `ConfigError` listing every problem found.
+ */
+export async function loadApplicationsFile(file: string): Promise<ApplicationConfig[]> {
+  const tree: Mapping = { applicationsFile: file };
+  const problems: Problems = { lines: [], keys: new Set(), sources: new Map() };
+  await inlineApplicationsFile(tree, problems);
+  const result = applicationsSchema.safeParse(tree.applications, { error: operatorMessage });
+  if (!result.success) {
+    for (const issue of result.error.issues) addIssue(problems, { ...issue, path: ['applications', ...issue.path] });
+  }
+  if (problems.lines.length > 0 || !result.success) throw new ConfigError(problems.lines);
+  return result.data;
 }
 
 // ---- validation problems -----------------------------------------------------------------------

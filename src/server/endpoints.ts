@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { authenticateSession } from './browser-auth.js';
 import { backchannelLogout, frontchannelLogout } from './logout-routes.js';
+import { jwksEndpoint, revocationEndpoint, tokenEndpoint } from './machine-client-routes.js';
 import { safeReturnUrl } from './redirects.js';
 import { acceptsHtml, sendHtml, sendJson, sendUnauthorized } from './responses.js';
 import { REQUEST_ID_HEADER, type Services } from './services.js';
@@ -23,6 +24,9 @@ const ENDPOINTS: Record<string, Endpoint> = {
   '/auth': { methods: GET, handle: forwardAuth },
   '/backchannel-logout': { methods: ['POST'], handle: backchannelLogout },
   '/frontchannel-logout': { methods: GET, handle: frontchannelLogout },
+  '/token': { methods: ['POST'], handle: tokenEndpoint },
+  '/revoke': { methods: ['POST'], handle: revocationEndpoint },
+  '/jwks': { methods: GET, handle: jwksEndpoint },
 };
 
 /** Answers a request for an own endpoint; `path` is the normalized path. */

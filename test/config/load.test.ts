@@ -4,6 +4,9 @@ import t from 'tap';
 import { stringify as toYaml } from 'yaml';
 import { ConfigError, envVariableName, loadConfig, redactConfig, type Config } from '../../src/config/index.js';
 
+/** A well-formed clientSecretHash (of "reporting-job-secret"), as `oidc-sidecar hash-secret` prints. */
+const SECRET_HASH = 'scrypt$32768$8$1$dlIxx90oa5GIdl_8by3CdQ$3TVNWIGtZlffSi-KXsrbh5BdMG__k-qiic0Vw36IGbY';
+
 const SESSION_SECRET = 'session-secret-0123456789-abcdefghij';
 const CLIENT_SECRET = 'client-secret-do-not-print';
 
@@ -302,7 +305,7 @@ t.test('every cross-field rule names the key it is about', async (t) => {
     ],
     [
       'a plain application secret',
-      { applications: [{ clientId: 'job', grantTypes: ['client_credentials'], clientSecretHash: 'scrypt$x', clientSecret: 'plain', routes: ['^/'] }] },
+      { applications: [{ clientId: 'job', grantTypes: ['client_credentials'], clientSecretHash: SECRET_HASH, clientSecret: 'plain', routes: ['^/'] }] },
       'applications[0].clientSecret: is not accepted: set clientSecretHash, made by `oidc-sidecar hash-secret`, instead',
     ],
     [
@@ -333,7 +336,7 @@ t.test('configurations that satisfy the cross-field rules load', async (t) => {
       'an application of each grant type',
       {
         applications: [
-          { clientId: 'a', grantTypes: ['client_credentials'], clientSecretHash: 'scrypt$abc', routes: ['^/odata/'] },
+          { clientId: 'a', grantTypes: ['client_credentials'], clientSecretHash: SECRET_HASH, routes: ['^/odata/'] },
           { clientId: 'b', grantTypes: ['client_certificate'], hmacSecretFile: '/b.hmac', routes: ['^/odata/'] },
         ],
       },
@@ -422,13 +425,13 @@ t.test('ConfigError carries a stable code and its problems as the message', asyn
 });
 
 t.test('applications may come from applicationsFile', async (t) => {
-  const application = { clientId: 'job', grantTypes: ['client_credentials'], clientSecretHash: 'scrypt$abc', routes: ['^/odata/'] };
+  const application = { clientId: 'job', grantTypes: ['client_credentials'], clientSecretHash: SECRET_HASH, routes: ['^/odata/'] };
   const dir = t.testdir({
     'apps.yaml': toYaml([application]),
     'bad-apps.yaml': toYaml([{ clientId: 'job', grantTypes: ['client_credentials'] }]),
   });
   const { config } = await loadFrom(dir, configWith({ applicationsFile: join(dir, 'apps.yaml') }));
-  t.same(config.applications, [application]);
+  t.same(config.applications, [{ ...application, scopes: [] }]);
 
   t.same(await problemsOf(loadFrom(dir, configWith({ applicationsFile: join(dir, 'apps.yaml'), applications: [] }))), [
     'applications: set either applications or applicationsFile, not both',
@@ -451,7 +454,7 @@ t.test('questionable settings load with a warning', async (t) => {
       {
         session: { store: 'redis' },
         redis: { url: 'redis://127.0.0.1:6379' },
-        applications: [{ clientId: 'a', grantTypes: ['client_credentials'], clientSecretHash: 'scrypt$abc', routes: ['^/'] }],
+        applications: [{ clientId: 'a', grantTypes: ['client_credentials'], clientSecretHash: SECRET_HASH, routes: ['^/'] }],
       },
       /^clients\.signingKeyFile is unset/,
     ],
@@ -468,12 +471,12 @@ t.test('redactConfig hides every secret and leaves the configuration untouched',
     t,
     configWith({
       redis: { url: 'rediss://user:redis-url-password@redis.example.com:6379', password: 'redis-password' },
-      applications: [{ clientId: 'job', grantTypes: ['client_credentials'], clientSecretHash: 'scrypt$hash-value', routes: ['^/'] }],
+      applications: [{ clientId: 'job', grantTypes: ['client_credentials'], clientSecretHash: SECRET_HASH, routes: ['^/'] }],
     }),
   );
   const redacted = redactConfig(config);
   const text = JSON.stringify(redacted);
-  for (const secret of [CLIENT_SECRET, SESSION_SECRET, 'redis-url-password', 'redis-password', 'scrypt$hash-value']) {
+  for (const secret of [CLIENT_SECRET, SESSION_SECRET, 'redis-url-password', 'redis-password', SECRET_HASH]) {
     t.notOk(text.includes(secret), `${secret} is hidden`);
   }
   t.equal(redacted.provider.clientSecret, '[redacted]');

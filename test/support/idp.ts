@@ -1,7 +1,7 @@
 import { generateKeyPair, randomBytes, randomUUID, type JsonWebKey } from 'node:crypto';
 import { createServer } from 'node:http';
 import { promisify } from 'node:util';
-import { Provider, type Account, type Client, type Configuration, type Interaction, type KoaContextWithOIDC } from 'oidc-provider';
+import { errors, Provider, type Account, type Client, type Configuration, type Interaction, type KoaContextWithOIDC } from 'oidc-provider';
 import { listen, stopServer } from './free-port.js';
 import { escapeHtml, htmlPage } from './html.js';
 import { createIdpRequestHandler } from './idp-interactions.js';
@@ -62,6 +62,8 @@ export interface TestClient {
   backchannelLogoutUri?: string;
   /** Public keys for `private_key_jwt` client authentication. */
   jwks?: { keys: JsonWebKey[] };
+  /** A `roles` claim for the JWT access tokens of its client credentials grants (see `apiResources`). */
+  roles?: string[];
 }
 
 export interface IdpOptions {
@@ -84,6 +86,11 @@ export interface IdpOptions {
    * dispatcher, which refuses loopback addresses. Default: the global `fetch`.
    */
   fetch?: typeof globalThis.fetch;
+  /**
+   * Resource indicators (RFC 8707) of APIs: a client credentials grant with `resource=` one of these
+   * gets a JWT access token (RFC 9068) with that audience, as Azure AD issues for app roles.
+   */
+  apiResources?: string[];
 }
 
 export interface TestIdp {
@@ -172,11 +179,33 @@ function providerConfiguration(options: IdpOptions, users: readonly TestUser[], 
       revocation: { enabled: true },
       introspection: { enabled: true },
       clientCredentials: { enabled: true },
+      resourceIndicators: apiResourceIndicators(options.apiResources),
       backchannelLogout: { enabled: true },
       rpInitiatedLogout: { enabled: true, logoutSource: confirmLogoutAutomatically, postLogoutSuccessSource: renderSignedOut },
     },
     renderError,
     fetch: withoutSsrfGuard(options.fetch ?? globalThis.fetch),
+    extraTokenClaims: clientRoles(options.clients),
+  };
+}
+
+/** JWT access tokens for the `apiResources`; oidc-provider's default (opaque tokens, no resources) otherwise. */
+function apiResourceIndicators(resources: readonly string[] = []) {
+  return {
+    enabled: resources.length > 0,
+    getResourceServerInfo: (_ctx: unknown, resource: string) => {
+      if (!resources.includes(resource)) throw new errors.InvalidTarget();
+      return { audience: resource, scope: 'api', accessTokenFormat: 'jwt' as const, jwt: { sign: { alg: 'RS256' as const } } };
+    },
+  };
+}
+
+/** The `roles` of a client credentials token's client. */
+function clientRoles(clients: readonly TestClient[]) {
+  const rolesByClient = new Map(clients.map((client) => [client.clientId, client.roles]));
+  return (_ctx: unknown, token: { kind: string; clientId?: string }) => {
+    const roles = token.kind === 'ClientCredentials' && token.clientId ? rolesByClient.get(token.clientId) : undefined;
+    return roles ? { roles } : undefined;
   };
 }
 

@@ -74,5 +74,10 @@ declare module 'oidc-provider' {
     on(event: string, listener: (...args: unknown[]) => void): this;
   }
 
+  export const errors: {
+    /** RFC 8707 `invalid_target`: a resource indicator the provider does not know. */
+    InvalidTarget: new (description?: string) => Error;
+  };
+
   export default Provider;
 }

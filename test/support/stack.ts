@@ -29,6 +29,7 @@ export interface Stack {
 export interface StackOptions {
   /** Configuration merged over the stack's defaults (deeply, objects only). */
   config?: Record<string, unknown>;
+  /** IdP options; its `clients` are registered besides the sidecar's own. */
   idp?: Partial<IdpOptions>;
   clock?: Clock;
   /** Register the sidecar's back-channel logout endpoint at the IdP. */
@@ -45,6 +46,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const publicUrl = `http://127.0.0.1:${port}`;
   const portal = await startPortal();
   const idp = await startIdp({
+    ...options.idp,
     clients: [
       {
         clientId: CLIENT_ID,
@@ -53,8 +55,8 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         postLogoutRedirectUris: [`${publicUrl}/oauth2/sign_out`, `${publicUrl}/`],
         backchannelLogoutUri: options.backchannelLogout ? `${publicUrl}/oauth2/backchannel-logout` : undefined,
       },
+      ...(options.idp?.clients ?? []),
     ],
-    ...options.idp,
   });
   const config = configSchema.parse(
     deepMerge(

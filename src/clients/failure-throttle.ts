@@ -1,0 +1,40 @@
+import type { Clock } from '../session/store.js';
+
+/**
+ * Counts failures per key (a source address and the client id it tried) in fixed windows. Past the
+ * limit, that key's attempts are refused without hashing the secret: scrypt is deliberately
+ * expensive, and guessing a client's secret is cut to `limit` tries per window, address and replica.
+ * Bounded: past `maxKeys` the oldest key goes.
+ */
+export class FailureThrottle {
+  readonly #failures = new Map<string, { count: number; windowStart: number }>();
+
+  constructor(
+    private readonly options: { limit: number; windowMs: number; maxKeys: number },
+    private readonly clock: Clock,
+  ) {}
+
+  isThrottled(key: string): boolean {
+    const entry = this.#current(key);
+    return entry !== undefined && entry.count >= this.options.limit;
+  }
+
+  recordFailure(key: string): void {
+    const entry = this.#current(key);
+    if (entry) {
+      entry.count++;
+      return;
+    }
+    if (this.#failures.size >= this.options.maxKeys) this.#failures.delete(this.#failures.keys().next().value!);
+    this.#failures.set(key, { count: 1, windowStart: this.clock() });
+  }
+
+  #current(key: string) {
+    const entry = this.#failures.get(key);
+    if (entry && this.clock() - entry.windowStart >= this.options.windowMs) {
+      this.#failures.delete(key);
+      return undefined;
+    }
+    return entry;
+  }
+}

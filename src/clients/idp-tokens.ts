@@ -1,0 +1,87 @@
+import { createRemoteJWKSet, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import { isHttpsOrLoopback } from '../config/schema.js';
+import type { Clock } from '../session/store.js';
+import { bearerRefusals as refusals, type Refusal } from './reasons.js';
+
+export interface IdpTokenSettings {
+  issuer: string;
+  audience: string | string[];
+  requiredRoles: readonly string[];
+}
+
+export type IdpTokenResult = { ok: true; clientId: string; roles: string[]; expiresAtSeconds: number } | { ok: false; refusal: Refusal; clientId?: string };
+
+/** Asymmetric algorithms only: an IdP token is never verified with a shared secret. */
+const ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'];
+const DISCOVERY_TIMEOUT_MS = 10_000;
+/** jose refetches the key set for an unknown `kid` (key rotation), at most once per cooldown. */
+const JWKS_OPTIONS = { timeoutDuration: 5_000, cooldownDuration: 30_000, cacheMaxAge: 10 * 60_000 };
+
+/**
+ * JWT access tokens the identity provider issued to its own client-credentials applications
+ * (`clients.idpTokens`): issuer, audience, signature by a key of the provider's JWKS (found by
+ * discovery, cached, refetched when the provider rotates), and the required roles.
+ */
+export class IdpTokenVerifier {
+  #keys: Promise<JWTVerifyGetKey> | undefined;
+
+  constructor(
+    private readonly settings: IdpTokenSettings,
+    private readonly clock: Clock,
+    private readonly onDiscoveryError: (error: unknown) => void,
+  ) {}
+
+  get issuer(): string {
+    return this.settings.issuer;
+  }
+
+  async verify(token: string): Promise<IdpTokenResult> {
+    const keys = await this.#keySet();
+    if (!keys) return { ok: false, refusal: refusals.idpUnavailable };
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await jwtVerify(token, keys, {
+        issuer: this.settings.issuer,
+        audience: this.settings.audience,
+        algorithms: ALGORITHMS,
+        currentDate: new Date(this.clock()),
+        requiredClaims: ['exp'],
+      }));
+    } catch (error) {
+      const { code, message } = error instanceof errors.JOSEError ? error : { code: 'invalid_token', message: 'the token is not acceptable' };
+      return { ok: false, refusal: refusals.rejected(code, message) };
+    }
+    return this.#authorize(payload);
+  }
+
+  #authorize(payload: JWTPayload): IdpTokenResult {
+    const clientId = [payload.client_id, payload.azp, payload.appid].find((value) => typeof value === 'string' && value !== '') as string | undefined;
+    if (!clientId) return { ok: false, refusal: refusals.noClientId };
+    const roles = Array.isArray(payload.roles) ? payload.roles.filter((role): role is string => typeof role === 'string') : [];
+    const missing = this.settings.requiredRoles.filter((role) => !roles.includes(role));
+    if (missing.length > 0) return { ok: false, refusal: refusals.missingRoles(missing), clientId };
+    return { ok: true, clientId, roles, expiresAtSeconds: payload.exp! };
+  }
+
+  /** The provider's key set, found once by discovery; a failed discovery is retried on the next token. */
+  async #keySet(): Promise<JWTVerifyGetKey | undefined> {
+    this.#keys ??= discoverKeySet(this.settings.issuer);
+    try {
+      return await this.#keys;
+    } catch (error) {
+      this.#keys = undefined;
+      this.onDiscoveryError(error);
+      return undefined;
+    }
+  }
+}
+
+async function discoverKeySet(issuer: string): Promise<JWTVerifyGetKey> {
+  const url = `${issuer.replace(/\/$/, '')}/.well-known/openid-configuration`;
+  const response = await fetch(url, { signal: AbortSignal.timeout(DISCOVERY_TIMEOUT_MS), redirect: 'error' });
+  if (!response.ok) throw new Error(`${url} answered ${response.status}`);
+  const metadata = (await response.json()) as { issuer?: unknown; jwks_uri?: unknown };
+  if (metadata.issuer !== issuer) throw new Error(`${url} names another issuer`);
+  if (typeof metadata.jwks_uri !== 'string' || !isHttpsOrLoopback(metadata.jwks_uri)) throw new Error(`${url} names no usable jwks_uri`);
+  return createRemoteJWKSet(new URL(metadata.jwks_uri), JWKS_OPTIONS);
+}

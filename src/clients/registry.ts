@@ -1,0 +1,120 @@
+import { createSecretKey, X509Certificate, type KeyObject } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import type { ApplicationConfig } from '../config/schema.js';
+import { RouteList } from '../server/paths.js';
+
+export type GrantType = ApplicationConfig['grantTypes'][number];
+
+/** A registered OAuth 2 application with its keys read and imported once (DESIGN.md §5). */
+export interface Application {
+  clientId: string;
+  grantTypes: ReadonlySet<GrantType>;
+  clientSecretHash?: string;
+  /** The registered certificate's RSA public key: verifies RS* certificate tokens. */
+  certificateKey?: KeyObject;
+  /** Verifies HS* certificate tokens. */
+  hmacKey?: KeyObject;
+  /** What a certificate token's `iss` must name: the certificate subject's CN (the client id without a certificate). */
+  issuerName: string;
+  routes: RouteList;
+  scopes: readonly string[];
+}
+
+/** A registered application's files could not be used; one line per problem, each naming its key. */
+export class ApplicationsError extends Error {
+  readonly code = 'ERR_APPLICATIONS_INVALID';
+
+  constructor(readonly problems: string[]) {
+    super(problems.join('\n'));
+    this.name = 'ApplicationsError';
+  }
+}
+
+const MIN_HMAC_KEY_BYTES = 32;
+const MIN_RSA_BITS = 2048;
+
+/** The registered applications by client id, immutable: a reload builds a new registry. */
+export class ApplicationRegistry {
+  readonly #byClientId: ReadonlyMap<string, Application>;
+
+  private constructor(applications: Application[]) {
+    this.#byClientId = new Map(applications.map((app) => [app.clientId, app]));
+  }
+
+  /** Reads every certificate and key file; throws an `ApplicationsError` listing every unusable one. */
+  static async load(configs: readonly ApplicationConfig[]): Promise<ApplicationRegistry> {
+    const loaded = await Promise.all(configs.map((config, index) => loadApplication(config, `applications[${index}]`)));
+    const problems = loaded.flatMap((entry) => entry.problems);
+    if (problems.length > 0) throw new ApplicationsError(problems);
+    return new ApplicationRegistry(loaded.map((entry) => entry.application));
+  }
+
+  get(clientId: string): Application | undefined {
+    return this.#byClientId.get(clientId);
+  }
+
+  get size(): number {
+    return this.#byClientId.size;
+  }
+}
+
+/** The files an application list names, for watching. */
+export function applicationFiles(configs: readonly ApplicationConfig[]): string[] {
+  return configs.flatMap((config) => [config.certificateFile, config.hmacSecretFile]).filter((file) => file !== undefined);
+}
+
+async function loadApplication(config: ApplicationConfig, key: string): Promise<{ application: Application; problems: string[] }> {
+  const problems: string[] = [];
+  const report = (message: string) => void problems.push(`${key}.${message}`);
+  const certificate = config.certificateFile === undefined ? undefined : await readCertificate(config.certificateFile, (m) => report(`certificateFile: ${m}`));
+  const hmacKey = config.hmacSecretFile === undefined ? undefined : await readHmacKey(config.hmacSecretFile, (m) => report(`hmacSecretFile: ${m}`));
+  const application = {
+    clientId: config.clientId,
+    grantTypes: new Set(config.grantTypes),
+    clientSecretHash: config.clientSecretHash,
+    certificateKey: certificate?.key,
+    hmacKey,
+    issuerName: certificate?.commonName ?? config.clientId,
+    routes: new RouteList(config.routes),
+    scopes: config.scopes,
+  };
+  return { application, problems };
+}
+
+async function readCertificate(file: string, report: (message: string) => void): Promise<{ key: KeyObject; commonName: string } | undefined> {
+  const content = await readFile(file).catch((error: NodeJS.ErrnoException) => void report(`cannot read "${file}" (${error.code ?? 'unreadable'})`));
+  if (content === undefined) return undefined;
+  let certificate: X509Certificate;
+  try {
+    certificate = new X509Certificate(content);
+  } catch {
+    return void report(`"${file}" is not a PEM or DER X.509 certificate`);
+  }
+  const key = certificate.publicKey;
+  if (key.asymmetricKeyType !== 'rsa' || (key.asymmetricKeyDetails?.modulusLength ?? 0) < MIN_RSA_BITS) {
+    return void report(`"${file}" must hold an RSA key of at least ${MIN_RSA_BITS} bits (RS256/384/512 tokens)`);
+  }
+  const commonName = subjectCommonName(certificate.subject);
+  if (commonName === undefined) return void report(`"${file}" has no subject common name (CN), which tokens name as their issuer`);
+  return { key, commonName };
+}
+
+/** Node writes the subject one `KEY=value` a line. */
+function subjectCommonName(subject: string): string | undefined {
+  const line = subject.split('\n').find((entry) => entry.startsWith('CN='));
+  return line?.slice('CN='.length) || undefined;
+}
+
+/** The file's bytes without one trailing newline, like every other `…File` secret. */
+async function readHmacKey(file: string, report: (message: string) => void): Promise<KeyObject | undefined> {
+  const content = await readFile(file).catch((error: NodeJS.ErrnoException) => void report(`cannot read "${file}" (${error.code ?? 'unreadable'})`));
+  if (content === undefined) return undefined;
+  const key = content.subarray(0, content.length - trailingNewlineLength(content));
+  if (key.length < MIN_HMAC_KEY_BYTES) return void report(`"${file}" must hold at least ${MIN_HMAC_KEY_BYTES} bytes`);
+  return createSecretKey(key);
+}
+
+function trailingNewlineLength(content: Buffer): number {
+  if (content.at(-1) !== 0x0a) return 0;
+  return content.at(-2) === 0x0d ? 2 : 1;
+}

@@ -1,0 +1,167 @@
+import { randomBytes } from 'node:crypto';
+import type { MachineAuthenticator } from './authenticator.js';
+import type { FailureThrottle } from './failure-throttle.js';
+import { clientRefusals, type Refusal } from './reasons.js';
+import type { Application, ApplicationRegistry } from './registry.js';
+import type { RevocationList } from './revocation.js';
+import { hashSecret, verifySecret } from './secret-hash.js';
+import type { TokenIssuer } from './token-issuer.js';
+
+/** The generic description of every `invalid_client` answer (the seed's wording): the same for every cause. */
+export const INVALID_CLIENT_DESCRIPTION =
+  'Client authentication failed, e.g. unknown client, no client authentication included, or unsupported authentication method';
+
+/** A request to the token or revocation endpoint, its body already read. */
+export interface ClientRequest {
+  authorization: string | undefined;
+  form: URLSearchParams;
+  /** The peer address: failed client authentications are throttled per address and client id. */
+  address: string;
+}
+
+/** What to answer, and what to audit about it. */
+export interface OAuthAnswer {
+  status: number;
+  body: Record<string, unknown>;
+  headers?: Record<string, string>;
+  audit?: { event: 'api_auth' | 'api_auth_failed'; clientId?: string; code?: string; reason: string };
+}
+
+export interface TokenEndpointOptions {
+  registry: () => ApplicationRegistry;
+  issuer: TokenIssuer;
+  revocations: RevocationList;
+  authenticator: MachineAuthenticator;
+  throttle: FailureThrottle;
+  /** `WWW-Authenticate: Basic realm=…` of `invalid_client` answers. */
+  realm: string;
+}
+
+type ClientAuthentication = { ok: true; app: Application } | { ok: false; answer: OAuthAnswer };
+
+const SINGLE_PARAMETERS = ['grant_type', 'scope', 'client_id', 'client_secret', 'token', 'token_type_hint'];
+/** Unknown clients are checked against this hash, so that they take as long as known ones. */
+let decoyHash: Promise<string> | undefined;
+
+/**
+ * `POST /oauth2/token` (RFC 6749 §4.4, client credentials only) and `POST /oauth2/revoke` (RFC 7009),
+ * the client authenticated by HTTP Basic (`client_secret_basic`) or form fields (`client_secret_post`).
+ */
+export class TokenEndpoint {
+  constructor(private readonly options: TokenEndpointOptions) {}
+
+  async token(request: ClientRequest): Promise<OAuthAnswer> {
+    const { form } = request;
+    const malformed = repeatedParameter(form);
+    if (malformed) return malformed;
+    const grantType = form.get('grant_type');
+    if (!grantType) return oauthError(400, 'invalid_request', 'grant_type is required.');
+    if (grantType !== 'client_credentials') return oauthError(400, 'unsupported_grant_type', 'Only client_credentials is supported.');
+    const client = await this.#authenticate(request);
+    if (!client.ok) return client.answer;
+    const { app } = client;
+    const requested = (form.get('scope') ?? '').split(' ').filter(Boolean);
+    if (requested.some((scope) => !app.scopes.includes(scope))) return oauthError(400, 'invalid_scope', 'The requested scope is not allowed for this client.');
+    const scopes = requested.length > 0 ? [...new Set(requested)] : app.scopes;
+    const { token } = await this.options.issuer.issue(app.clientId, scopes);
+    return {
+      status: 200,
+      body: { access_token: token, token_type: 'Bearer', expires_in: this.options.issuer.ttlSeconds, scope: scopes.join(' ') },
+      headers: { pragma: 'no-cache' },
+      audit: { event: 'api_auth', clientId: app.clientId, reason: 'access token issued (client credentials grant)' },
+    };
+  }
+
+  /** Revokes a token the client itself was issued; any other token is answered 200 and left alone (RFC 7009 §2.2). */
+  async revoke(request: ClientRequest): Promise<OAuthAnswer> {
+    const malformed = repeatedParameter(request.form);
+    if (malformed) return malformed;
+    const token = request.form.get('token');
+    if (!token) return oauthError(400, 'invalid_request', 'token is required.');
+    const client = await this.#authenticate(request);
+    if (!client.ok) return client.answer;
+    const claims = await this.options.issuer.verify(token).catch(() => undefined);
+    if (claims?.client_id === client.app.clientId) {
+      await this.options.revocations.revoke(claims.jti, claims.exp);
+      this.options.authenticator.forget(token);
+    }
+    return { status: 200, body: {} };
+  }
+
+  async #authenticate({ authorization, form, address }: ClientRequest): Promise<ClientAuthentication> {
+    const basic = basicCredentials(authorization);
+    if (basic && form.has('client_secret')) return refuse(oauthError(400, 'invalid_request', 'Use one client authentication method, not several.'));
+    if (basic === 'malformed') return refuse(this.#invalidClient(clientRefusals.malformed));
+    if (basic && form.has('client_id') && form.get('client_id') !== basic.clientId) {
+      return refuse(oauthError(400, 'invalid_request', 'client_id differs from the authenticated client.'));
+    }
+    const credentials = basic ?? formCredentials(form);
+    if (!credentials) return refuse(this.#invalidClient(clientRefusals.noCredentials));
+    const app = this.options.registry().get(credentials.clientId);
+    const clientId = app?.clientId;
+    const attempt = `${address} ${credentials.clientId}`;
+    if (this.options.throttle.isThrottled(attempt)) return refuse(this.#invalidClient(clientRefusals.throttled, clientId));
+    const hash = app?.grantTypes.has('client_credentials') ? app.clientSecretHash : undefined;
+    const secretMatches = await verifySecret(credentials.secret, hash ?? (await decoy()));
+    if (app && hash && secretMatches) return { ok: true, app };
+    this.options.throttle.recordFailure(attempt);
+    const refusal = !app ? clientRefusals.unknownClient : !hash ? clientRefusals.grantType : clientRefusals.secret;
+    return refuse(this.#invalidClient(refusal, clientId));
+  }
+
+  #invalidClient(refusal: Refusal, clientId?: string): OAuthAnswer {
+    return {
+      ...oauthError(401, 'invalid_client', INVALID_CLIENT_DESCRIPTION),
+      headers: { 'www-authenticate': `Basic realm="${this.options.realm}"` },
+      audit: { event: 'api_auth_failed', clientId, ...refusal },
+    };
+  }
+}
+
+function refuse(answer: OAuthAnswer): ClientAuthentication {
+  return { ok: false, answer };
+}
+
+function oauthError(status: number, error: string, description: string): OAuthAnswer {
+  return { status, body: { error, error_description: description } };
+}
+
+/** RFC 6749 §3.1: parameters must not be repeated. */
+function repeatedParameter(form: URLSearchParams): OAuthAnswer | undefined {
+  const repeated = SINGLE_PARAMETERS.find((name) => form.getAll(name).length > 1);
+  return repeated ? oauthError(400, 'invalid_request', `${repeated} is repeated.`) : undefined;
+}
+
+interface Credentials {
+  clientId: string;
+  secret: string;
+}
+
+/** RFC 6749 §2.3.1: id and secret are form-urlencoded before they are joined and base64-encoded. */
+function basicCredentials(authorization: string | undefined): Credentials | 'malformed' | undefined {
+  if (!authorization || !/^basic(?: |$)/i.test(authorization)) return undefined;
+  const encoded = /^Basic +([A-Za-z0-9+/]+=*) *$/i.exec(authorization)?.[1];
+  const decoded = encoded === undefined ? '' : Buffer.from(encoded, 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon <= 0) return 'malformed';
+  try {
+    return { clientId: formDecode(decoded.slice(0, colon)), secret: formDecode(decoded.slice(colon + 1)) };
+  } catch {
+    return 'malformed';
+  }
+}
+
+function formCredentials(form: URLSearchParams): Credentials | undefined {
+  const clientId = form.get('client_id');
+  const secret = form.get('client_secret');
+  return clientId && secret !== null ? { clientId, secret } : undefined;
+}
+
+function formDecode(text: string): string {
+  return decodeURIComponent(text.replaceAll('+', ' '));
+}
+
+function decoy(): Promise<string> {
+  decoyHash ??= hashSecret(randomBytes(16).toString('base64url'));
+  return decoyHash;
+}
