@@ -7,7 +7,7 @@ import { startPortal } from '../test/support/portal.js';
 
 /**
  * `npm run demo`: the test identity provider, the legacy portal and the sidecar in front of it, in
- * one process on loopback. Ports: DEMO_PORT (sidecar, 4180), DEMO_IDP_PORT (4190), DEMO_PORTAL_PORT
+ * one process on loopback. Ports: DEMO_PORT (sidecar, 4180), DEMO_IDP_PORT (4181), DEMO_PORTAL_PORT
  * (4199), DEMO_METRICS_PORT (9464).
  */
 
@@ -19,7 +19,7 @@ type Stop = () => Promise<void>;
 async function main(): Promise<void> {
   const ports = {
     sidecar: portFromEnv('DEMO_PORT', 4180),
-    idp: portFromEnv('DEMO_IDP_PORT', 4190),
+    idp: portFromEnv('DEMO_IDP_PORT', 4181),
     portal: portFromEnv('DEMO_PORTAL_PORT', 4199),
     metrics: portFromEnv('DEMO_METRICS_PORT', 9464),
   };

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { CERTIFICATE_TOKEN_HEADER } from '../clients/index.js';
 import { AUTH_METHOD_HEADER } from '../proxy/identity-headers.js';
 import type { Session } from '../session/session.js';
 import { authenticateSession } from './browser-auth.js';
@@ -19,8 +20,7 @@ const VALID_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 /**
  * The request pipeline of the main port (DESIGN.md §1), in order:
  * strip spoofable headers → validate the path → own endpoints → public routes → machine credentials →
- * browser session →
- * anonymous (redirect to the provider, or 401).
+ * browser session → anonymous (redirect to the provider, or 401).
  */
 export function createRequestHandler(services: Services): (req: IncomingMessage, res: ServerResponse) => void {
   const identityBySession = new WeakMap<Session, Record<string, string>>();
@@ -42,11 +42,13 @@ export function createRequestHandler(services: Services): (req: IncomingMessage,
       observed.route = 'public';
       return forward(req, res);
     }
-    const machine = await authenticateMachineClient(services, req, path.normalized);
-    if (machine.status === 'refused') return sendInvalidClient(res, services.publicOrigin);
-    if (machine.status === 'authenticated') {
-      observed.clientId = machine.clientId;
-      return forward(req, res);
+    if (carriesMachineCredential(req)) {
+      const machine = await authenticateMachineClient(services, req, path.normalized);
+      if (machine.status === 'refused') return sendInvalidClient(res, services.publicOrigin);
+      if (machine.status === 'authenticated') {
+        observed.clientId = machine.clientId;
+        return forward(req, res);
+      }
     }
 
     const session = await authenticateSession(services, req);
@@ -115,6 +117,11 @@ export function createUpgradeHandler(services: Services): (req: IncomingMessage,
       refuseUpgrade(socket, 500, 'Internal Server Error');
     });
   };
+}
+
+/** Cheap pre-check, so browser requests skip the machine-credential step without an await. */
+function carriesMachineCredential(req: IncomingMessage): boolean {
+  return req.headers.authorization !== undefined || req.headers[CERTIFICATE_TOKEN_HEADER] !== undefined;
 }
 
 function assignRequestId(req: IncomingMessage): void {

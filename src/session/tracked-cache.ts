@@ -71,11 +71,15 @@ export class TrackedReadCache {
   }
 
   /** The value of `key`: the local copy when there is one, else `read()` (whose result may be kept). */
-  async get(key: string, read: () => Promise<Buffer | null>): Promise<Buffer | null> {
+  get(key: string, read: () => Promise<Buffer | null>): Promise<Buffer | null> {
     const fullKey = this.keyPrefix + key;
     const entry = this.#entries.get(fullKey);
-    if (entry && this.#clock() - entry.readAt < this.#maxAgeMs) return entry.value;
-    if (!this.#tracking) return read();
+    if (entry && this.#clock() - entry.readAt < this.#maxAgeMs) return Promise.resolve(entry.value);
+    return this.#tracking ? this.#readAndKeep(fullKey, read) : read();
+  }
+
+  /** Reads, and keeps the value unless the key was invalidated (or a connection closed) meanwhile. */
+  async #readAndKeep(fullKey: string, read: () => Promise<Buffer | null>): Promise<Buffer | null> {
     const epoch = this.#epoch;
     this.#readsInFlight.set(fullKey, (this.#readsInFlight.get(fullKey) ?? 0) + 1);
     try {
