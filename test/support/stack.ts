@@ -27,8 +27,8 @@ export interface Stack {
 }
 
 export interface StackOptions {
-  /** Configuration merged over the stack's defaults (deeply, objects only). */
-  config?: Record<string, unknown>;
+  /** Configuration merged over the stack's defaults (deeply, objects only); may depend on the IdP. */
+  config?: Record<string, unknown> | ((idp: TestIdp) => Promise<Record<string, unknown>>);
   /** IdP options; its `clients` are registered besides the sidecar's own. */
   idp?: Partial<IdpOptions>;
   clock?: Clock;
@@ -69,7 +69,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         session: { secret: randomBytes(32).toString('base64url') },
         log: { level: 'info' },
       },
-      options.config ?? {},
+      typeof options.config === 'function' ? await options.config(idp) : (options.config ?? {}),
     ),
   );
   const logLines: string[] = [];
@@ -108,7 +108,7 @@ export function auditEvents(stack: Stack): Array<Record<string, unknown>> {
 export async function signIn(
   stack: Stack,
   options: { user?: TestUser; path?: string; baseUrl?: string; callbackBaseUrl?: string } = {},
-): Promise<{ cookie: string; location: string; cookieHeader: string }> {
+): Promise<{ cookie: string; location: string; cookieHeader: string; setCookie: string }> {
   const user = options.user ?? DEMO_USERS.alice;
   const baseUrl = options.baseUrl ?? stack.sidecar.url;
   const cookieName = stack.config.session.cookie.name;
@@ -121,7 +121,8 @@ export async function signIn(
   });
   if (answer.status !== 302) throw new Error(`callback answered ${answer.status}: ${answer.body}`);
   const cookie = answer.cookies[cookieName]!;
-  return { cookie, location: String(answer.headers.location), cookieHeader: `${cookieName}=${cookie}` };
+  const setCookie = (answer.headers['set-cookie'] ?? []).find((header) => header.startsWith(cookieName + '='))!;
+  return { cookie, location: String(answer.headers.location), cookieHeader: `${cookieName}=${cookie}`, setCookie };
 }
 
 function deepMerge(base: Record<string, unknown>, overrides: Record<string, unknown>): Record<string, unknown> {
