@@ -4,7 +4,7 @@ import { Redis } from 'ioredis';
 import { MemoryStore } from '../../src/session/memory-store.js';
 import { createRedisClient, RedisStore } from '../../src/session/redis-store.js';
 import type { Session } from '../../src/session/session.js';
-import { SessionManager, type SessionManagerOptions } from '../../src/session/sessions.js';
+import { SessionManager, type ResumeResult, type SessionManagerOptions } from '../../src/session/sessions.js';
 import type { KeyValueStore } from '../../src/session/store.js';
 import { sessionStoreKey, TicketCodec, type Ticket } from '../../src/session/ticket.js';
 import { startRedis } from '../support/redis.js';
@@ -48,6 +48,17 @@ function aSession(clock: TestClock, overrides: Partial<Session> = {}): Session {
     expiresAt: now + HOUR,
     ...overrides,
   };
+}
+
+type Resumed = Extract<ResumeResult, { ok: true }>;
+
+/** A new session resumed twice, one after the other (two requests with the same cookie). */
+async function resumedTwice(sessions: SessionManager, env: Env): Promise<{ cookieValue: string; first: Resumed; second: Resumed }> {
+  const { cookieValue } = await sessions.create(aSession(env.clock));
+  const first = await sessions.resume(cookieValue);
+  const second = await sessions.resume(cookieValue);
+  if (!first.ok || !second.ok) throw new Error('both resume');
+  return { cookieValue, first, second };
 }
 
 function ticketOf(cookieValue: string): Ticket {
@@ -194,10 +205,7 @@ function runSessionSuite(t: Test, name: string, makeEnv: () => Promise<Env>): vo
 
   test('an unchanged record is decrypted once and shared, frozen', async (t, env) => {
     const sessions = manager(env);
-    const { cookieValue } = await sessions.create(aSession(env.clock));
-    const first = await sessions.resume(cookieValue);
-    const second = await sessions.resume(cookieValue);
-    if (!first.ok || !second.ok) throw new Error('both resume');
+    const { first, second } = await resumedTwice(sessions, env);
     t.equal(first.session, second.session);
     t.ok(Object.isFrozen(first.session));
   });
@@ -302,10 +310,7 @@ function runSessionSuite(t: Test, name: string, makeEnv: () => Promise<Env>): vo
 
   test('a caller that gets the lock after a refresh elsewhere does not refresh again', async (t, env) => {
     const sessions = manager(env);
-    const { cookieValue } = await sessions.create(aSession(env.clock));
-    const early = await sessions.resume(cookieValue);
-    const late = await sessions.resume(cookieValue);
-    if (!early.ok || !late.ok) throw new Error('both resume');
+    const { cookieValue, first: early, second: late } = await resumedTwice(sessions, env);
     const renewed = aSession(env.clock, { refreshToken: 'rotated-refresh-token' });
     t.equal(await sessions.withRefreshLock(early.handle, () => sessions.update(early.handle, renewed)), true);
     let refreshedAgain = false;
