@@ -1,4 +1,4 @@
-import { createRemoteJWKSet, customFetch, jwtVerify, type JWTPayload } from 'jose';
+import { createRemoteJWKSet, customFetch, errors, jwtVerify, type JWTPayload } from 'jose';
 
 const BACKCHANNEL_LOGOUT_EVENT = 'http://schemas.openid.net/event/backchannel-logout';
 const MAX_LOGOUT_TOKEN_AGE_SECONDS = 300;
@@ -31,7 +31,10 @@ export class LogoutTokenVerifier {
     this.#keys = createRemoteJWKSet(new URL(jwksUri), { timeoutDuration: 5000, [customFetch]: fetchKeys });
   }
 
-  /** The target of a valid token; throws with a precise reason otherwise. */
+  /**
+   * The target of a valid token. An unacceptable token throws `LogoutTokenError` with the precise
+   * reason; a failure to fetch the provider's keys throws as it came (the provider may retry).
+   */
   async verify(token: string): Promise<LogoutTarget> {
     const { payload } = await jwtVerify(token, this.#keys, {
       issuer: this.issuer,
@@ -40,18 +43,24 @@ export class LogoutTokenVerifier {
       typ: undefined,
       currentDate: new Date(this.clockSeconds() * 1000),
       requiredClaims: ['iat', 'jti'],
+    }).catch((error: unknown) => {
+      if (error instanceof errors.JOSEError && !(error instanceof errors.JWKSTimeout)) throw new LogoutTokenError(error.message);
+      throw error;
     });
     return logoutTarget(payload);
   }
 }
 
+/** A logout token that is not acceptable: its signature, claims or shape. */
+export class LogoutTokenError extends Error {}
+
 function logoutTarget(payload: JWTPayload): LogoutTarget {
   const events = payload.events as Record<string, unknown> | undefined;
-  if (typeof events !== 'object' || events === null || !(BACKCHANNEL_LOGOUT_EVENT in events)) throw new Error('the token has no back-channel logout event');
-  if ('nonce' in payload) throw new Error('a logout token must not contain a nonce');
+  if (typeof events !== 'object' || events === null || !(BACKCHANNEL_LOGOUT_EVENT in events)) throw new LogoutTokenError('the token has no back-channel logout event');
+  if ('nonce' in payload) throw new LogoutTokenError('a logout token must not contain a nonce');
   const sid = typeof payload.sid === 'string' ? payload.sid : undefined;
   const sub = typeof payload.sub === 'string' ? payload.sub : undefined;
-  if (!sid && !sub) throw new Error('the token names neither sid nor sub');
+  if (!sid && !sub) throw new LogoutTokenError('the token names neither sid nor sub');
   const exp = payload.exp ?? payload.iat! + MAX_LOGOUT_TOKEN_AGE_SECONDS;
   return { sid, sub, jti: String(payload.jti), exp };
 }

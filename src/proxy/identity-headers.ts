@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
+import { DEFAULT_IDENTITY_HEADERS } from '../config/schema.js';
 import type { Claims } from '../session/session.js';
 
 /** Headers the sidecar injects besides the configured identity headers (DESIGN.md §4). */
@@ -33,8 +34,11 @@ export class IdentityHeaders {
       claims: Array.isArray(claims) ? claims : [claims],
       addressesOnly: name.toLowerCase() === 'x-forwarded-email',
     }));
+    // The default names are stripped even when a custom map leaves them out: a portal may still
+    // trust them, and a client must never be able to set them.
     this.#spoofable = new Set([
       ...this.#rules.map((rule) => rule.name),
+      ...Object.keys(DEFAULT_IDENTITY_HEADERS).map((name) => name.toLowerCase()),
       CLIENT_ID_HEADER,
       AUTH_METHOD_HEADER,
       ACCESS_TOKEN_HEADER,
@@ -83,6 +87,15 @@ function claimText(value: unknown): string | undefined {
     return items.length > 0 ? items.join(',') : undefined;
   }
   return undefined;
+}
+
+/**
+ * The header map in force: the configured one, except that with Azure AD the default
+ * `X-Forwarded-Subject` carries the user's object id (`oid`), as DESIGN.md §4 says.
+ */
+export function identityHeaderMap(configured: Record<string, string | string[]>, providerType: 'oidc' | 'azure'): Record<string, string | string[]> {
+  if (providerType !== 'azure' || configured['X-Forwarded-Subject'] !== DEFAULT_IDENTITY_HEADERS['X-Forwarded-Subject']) return configured;
+  return { ...configured, 'X-Forwarded-Subject': ['oid', 'sub'] };
 }
 
 /**

@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
-import { errorSummary } from '../oidc/provider.js';
+import type { AuditEvent } from '../audit/index.js';
+import { errorSummary, ProviderUnavailableError } from '../oidc/provider.js';
 import type { Session } from '../session/session.js';
 import type { SessionHandle } from '../session/sessions.js';
 import { requestAuditFields, type Services } from './services.js';
@@ -49,23 +50,33 @@ async function renewTokens(services: Services, req: IncomingMessage, cookie: str
     services.audit.record({ event: 'session_expired', code: 'tokens_expired', reason, ...auditFields });
     return null;
   }
-  try {
-    const renewed = await services.sessions.withRefreshLock(handle, async () => {
-      const refreshed = await services.signIn.refresh(session);
-      return (await services.sessions.update(handle, refreshed)) ? refreshed : null;
-    });
-    if (renewed) {
-      services.metrics.tokenRefresh('success');
-      services.audit.record({ event: 'token_refreshed', ...auditFields });
-      return renewed;
+  const renewed = await services.sessions.withRefreshLock(handle, async () => {
+    let refreshed: Session;
+    try {
+      refreshed = await services.signIn.refresh(session);
+    } catch (error) {
+      // Only the provider refusing (or failing) the refresh ends the session; a store or
+      // provider outage propagates instead and is answered 503, the session kept.
+      if (error instanceof ProviderUnavailableError) throw error;
+      await endAfterFailedRefresh(services, handle, auditFields, error);
+      return 'ended';
     }
-    const reloaded = await services.sessions.resume(cookie);
-    return reloaded.ok && !tokensDue(reloaded.session, services.clock()) ? reloaded.session : null;
-  } catch (error) {
-    services.metrics.tokenRefresh('failure');
-    await services.sessions.end(handle);
-    services.metrics.sessionsEnded('refresh_failed');
-    services.audit.record({ event: 'refresh_failed', reason: `token refresh failed: ${errorSummary(error).message}`, ...auditFields });
-    return null;
+    return (await services.sessions.update(handle, refreshed)) ? refreshed : null;
+  });
+  if (renewed === 'ended') return null;
+  if (renewed) {
+    services.metrics.tokenRefresh('success');
+    services.audit.record({ event: 'token_refreshed', ...auditFields });
+    return renewed;
   }
+  const reloaded = await services.sessions.resume(cookie);
+  return reloaded.ok && !tokensDue(reloaded.session, services.clock()) ? reloaded.session : null;
 }
+
+async function endAfterFailedRefresh(services: Services, handle: SessionHandle, auditFields: Omit<AuditEvent, 'event'>, error: unknown): Promise<void> {
+  services.metrics.tokenRefresh('failure');
+  await services.sessions.end(handle);
+  services.metrics.sessionsEnded('refresh_failed');
+  services.audit.record({ event: 'refresh_failed', reason: `token refresh failed: ${errorSummary(error).message}`, ...auditFields });
+}
+

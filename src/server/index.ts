@@ -8,7 +8,7 @@ import { InstrumentedStore, Metrics } from '../metrics/index.js';
 import { OidcProvider } from '../oidc/provider.js';
 import { BrowserSignIn } from '../oidc/sign-in.js';
 import { LoginTransactions } from '../oidc/transactions.js';
-import { IdentityHeaders } from '../proxy/identity-headers.js';
+import { IdentityHeaders, identityHeaderMap } from '../proxy/identity-headers.js';
 import { createUpstream } from '../proxy/upstream.js';
 import { MemoryStore } from '../session/memory-store.js';
 import { createRedisClient, RedisStore } from '../session/redis-store.js';
@@ -122,7 +122,7 @@ function buildServices(
     signIn: new BrowserSignIn(config, provider, new LoginTransactions(store, config.session.secret), clock),
     machineClients,
     upstream,
-    identity: new IdentityHeaders(config.identity.headers),
+    identity: new IdentityHeaders(identityHeaderMap(config.identity.headers, config.provider.type)),
     cookies: new SessionCookies(config),
     publicRoutes: new RouteList(config.routes.public),
     apiRoutes: new RouteList(config.routes.api),

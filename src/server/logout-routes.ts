@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { errorSummary } from '../oidc/provider.js';
+import { LogoutTokenError, type LogoutTarget } from '../oidc/logout-token.js';
 import { BodyError, readFormBody } from './body.js';
 import { sendJson } from './responses.js';
 import { requestAuditFields, type Services } from './services.js';
@@ -14,21 +14,33 @@ const MAX_LOGOUT_BODY_BYTES = 64 * 1024;
  */
 export async function backchannelLogout(services: Services, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const auditFields = { method: 'backchannel', ...requestAuditFields(req) };
-  let ended: number;
+  const refuse = (status: number, why: string) => {
+    services.audit.record({ event: 'backchannel_logout', code: 'refused', reason: `back-channel logout refused: ${why}`, ...auditFields });
+    sendJson(res, status, { error: 'invalid_request', error_description: 'The logout token is not acceptable.' });
+  };
+  let target: LogoutTarget;
   try {
     const form = await readFormBody(req, MAX_LOGOUT_BODY_BYTES);
-    const target = await services.provider.logoutTokens().verify(form.get('logout_token') ?? '');
-    const firstUse = await services.store.tryLock(`logout-jti:${createHash('sha256').update(target.jti).digest('base64url')}`, Math.max(1000, target.exp * 1000 - services.clock()));
-    if (!firstUse) throw new Error('the logout token was already used');
-    ended = target.sid ? await services.sessions.endBySid(target.sid) : await services.sessions.endByUser(target.sub!);
-    services.metrics.sessionsEnded('backchannel', ended);
-    services.audit.record({ event: 'backchannel_logout', user: target.sub, reason: `${ended} session(s) ended by the identity provider`, ...auditFields });
+    target = await services.provider.logoutTokens().verify(form.get('logout_token') ?? '');
   } catch (error) {
-    const reason = `back-channel logout refused: ${errorSummary(error).message}`;
-    services.audit.record({ event: 'backchannel_logout', code: 'refused', reason, ...auditFields });
-    const status = error instanceof BodyError ? error.status : 400;
-    return sendJson(res, status, { error: 'invalid_request', error_description: 'The logout token is not acceptable.' });
+    // Only a bad request or token is the provider's fault; anything else (keys unreachable, provider
+    // metadata not loaded) propagates as a 503, so the provider retries.
+    if (error instanceof BodyError) return refuse(error.status, error.message);
+    if (error instanceof LogoutTokenError) return refuse(400, error.message);
+    throw error;
   }
+  const jtiKey = `logout-jti:${createHash('sha256').update(target.jti).digest('base64url')}`;
+  const releaseJti = await services.store.tryLock(jtiKey, Math.max(1000, target.exp * 1000 - services.clock()));
+  if (!releaseJti) return refuse(400, 'the logout token was already used');
+  let ended: number;
+  try {
+    ended = target.sid ? await services.sessions.endBySid(target.sid) : await services.sessions.endByUser(target.sub!);
+  } catch (error) {
+    await releaseJti().catch(() => undefined); // the provider's retry must not be taken for a replay
+    throw error;
+  }
+  services.metrics.sessionsEnded('backchannel', ended);
+  services.audit.record({ event: 'backchannel_logout', user: target.sub, reason: `${ended} session(s) ended by the identity provider`, ...auditFields });
   res.writeHead(200, { 'cache-control': 'no-store', 'content-length': '0' });
   res.end();
 }

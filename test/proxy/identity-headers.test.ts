@@ -1,6 +1,6 @@
 import t from 'tap';
 import { DEFAULT_IDENTITY_HEADERS } from '../../src/config/schema.js';
-import { encodeHeaderValue, IdentityHeaders } from '../../src/proxy/identity-headers.js';
+import { encodeHeaderValue, IdentityHeaders, identityHeaderMap } from '../../src/proxy/identity-headers.js';
 
 const identity = new IdentityHeaders(DEFAULT_IDENTITY_HEADERS);
 
@@ -62,8 +62,16 @@ t.test('every spoofable variant of an identity header is stripped', async (t) =>
 
 t.test('configured header names are stripped and filled too', async (t) => {
   const custom = new IdentityHeaders({ 'X-Remote-User': 'email' });
-  const headers: Record<string, string> = { 'x-remote-user': 'mallory', x_remote_user: 'mallory', 'x-forwarded-user': 'x' };
+  const headers: Record<string, string> = { 'x-remote-user': 'mallory', x_remote_user: 'mallory', 'x-forwarded-user': 'x', accept: '*/*' };
   custom.strip(headers);
-  t.same(headers, { 'x-forwarded-user': 'x' });
+  t.same(headers, { accept: '*/*' }, 'the default names are stripped too, even when not configured');
   t.same(custom.fromClaims({ email: 'a@b.example' }), { 'x-remote-user': 'a@b.example' });
+});
+
+t.test('with Azure AD the default subject header carries the object id', async (t) => {
+  const azure = new IdentityHeaders(identityHeaderMap(DEFAULT_IDENTITY_HEADERS, 'azure'));
+  t.equal(azure.fromClaims({ sub: 'pairwise-sub', oid: 'object-id' })['x-forwarded-subject'], 'object-id');
+  t.equal(identity.fromClaims({ sub: 'pairwise-sub', oid: 'object-id' })['x-forwarded-subject'], 'pairwise-sub');
+  const custom = { 'X-Forwarded-Subject': 'upn' };
+  t.equal(identityHeaderMap(custom, 'azure'), custom, 'a configured mapping is kept');
 });
