@@ -119,11 +119,12 @@ export class MachineAuthenticator {
       credential = verification.credential;
       this.#cache.set(key, credential, Math.min(verification.expiresAtSeconds * 1000, now + CACHE_TTL_MS));
     } else if (credential.jti !== undefined && now - credential.revocationCheckedAt >= REVOCATION_RECHECK_MS) {
+      // Marked before the read: concurrent requests on the same token make one store read, not many.
+      credential.revocationCheckedAt = now;
       if (await this.options.revocations.isRevoked(credential.jti)) {
         this.#cache.delete(key);
         return failed(method, bearerRefusals.revoked, credential.identity.clientId);
       }
-      credential.revocationCheckedAt = now;
     }
     if (!credential.routes.matches(path)) {
       return failed(method, method === 'bearer' ? bearerRefusals.route : certificateRefusals.route, credential.identity.clientId);

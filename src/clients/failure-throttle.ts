@@ -1,3 +1,4 @@
+import { setBounded } from '../session/bounded.js';
 import type { Clock } from '../session/store.js';
 
 /**
@@ -25,8 +26,7 @@ export class FailureThrottle {
       entry.count++;
       return;
     }
-    if (this.#failures.size >= this.options.maxKeys) this.#failures.delete(this.#failures.keys().next().value!);
-    this.#failures.set(key, { count: 1, windowStart: this.clock() });
+    setBounded(this.#failures, key, { count: 1, windowStart: this.clock() }, this.options.maxKeys);
   }
 
   #current(key: string) {

@@ -99,7 +99,8 @@ export class TokenEndpoint {
     if (!credentials) return refuse(this.#invalidClient(clientRefusals.noCredentials));
     const app = this.options.registry().get(credentials.clientId);
     const clientId = app?.clientId;
-    const attempt = `${address} ${credentials.clientId}`;
+    // Unknown client ids share one counter per address: changing the id must not escape the throttle.
+    const attempt = `${address} ${clientId ?? '(unknown client)'}`;
     if (this.options.throttle.isThrottled(attempt)) return refuse(this.#invalidClient(clientRefusals.throttled, clientId));
     const hash = app?.grantTypes.has('client_credentials') ? app.clientSecretHash : undefined;
     const secretMatches = await verifySecret(credentials.secret, hash ?? (await decoy()));

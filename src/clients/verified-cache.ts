@@ -1,4 +1,5 @@
 import { hash } from 'node:crypto';
+import { setBounded } from '../session/bounded.js';
 import type { Clock } from '../session/store.js';
 
 /**
@@ -23,10 +24,7 @@ export class VerifiedTokenCache<T> {
   }
 
   set(key: string, value: T, expiresAt: number): void {
-    if (this.#entries.size >= this.maxEntries && !this.#entries.has(key)) {
-      this.#entries.delete(this.#entries.keys().next().value!);
-    }
-    this.#entries.set(key, { value, expiresAt });
+    setBounded(this.#entries, key, { value, expiresAt }, this.maxEntries);
   }
 
   delete(key: string): void {

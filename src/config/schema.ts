@@ -327,17 +327,24 @@ function checkCrossSectionRules(config: ParsedConfig, ctx: z.RefinementCtx): voi
       ctx.addIssue({ code: 'custom', path: ['redis'], message: 'set exactly one of redis.url, redis.sentinel, redis.cluster (session.store is "redis")' });
     }
   }
-  const secureCookie = session.cookie.secure ?? isHttps(config.publicUrl);
-  if (session.cookie.sameSite === 'none' && !secureCookie) {
+  if (session.cookie.sameSite === 'none' && !secureCookie(config)) {
     ctx.addIssue({ code: 'custom', path: ['session', 'cookie', 'sameSite'], message: '"none" requires a Secure cookie (session.cookie.secure: true)' });
   }
+  const idpAudiences = [config.clients.idpTokens?.audience ?? []].flat();
+  if (idpAudiences.includes(config.provider.clientId)) {
+    // Users' ID tokens carry that audience: they must never pass as machine credentials.
+    ctx.addIssue({ code: 'custom', path: ['clients', 'idpTokens', 'audience'], message: 'must not be provider.clientId (users\' ID tokens carry that audience)' });
+  }
+}
+
+function secureCookie(config: ParsedConfig): boolean {
+  return config.session.cookie.secure ?? isHttps(config.publicUrl);
 }
 
 /** Fills in the defaults that depend on other keys. */
 function resolveDerivedDefaults(config: ParsedConfig) {
   const { session } = config;
-  const secure = session.cookie.secure ?? isHttps(config.publicUrl);
-  return { ...config, session: { ...session, cookie: { ...session.cookie, secure } } };
+  return { ...config, session: { ...session, cookie: { ...session.cookie, secure: secureCookie(config) } } };
 }
 
 export type Config = z.output<typeof configSchema>;

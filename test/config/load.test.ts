@@ -173,6 +173,18 @@ t.test('environment variables reach keys inside optional sections', async (t) =>
   t.same(config.clients.idpTokens, { issuer: 'https://idp.example.com', audience: 'api://portal', requiredRoles: [] });
 });
 
+t.test("clients.idpTokens.audience may not be the sign-in client's id (ID tokens would pass as machine tokens)", async (t) => {
+  const error = await loadConfig({
+    env: {
+      ...REQUIRED_ENV,
+      OIDC_SIDECAR_CLIENTS__IDP_TOKENS__ISSUER: 'https://idp.example.com',
+      OIDC_SIDECAR_CLIENTS__IDP_TOKENS__AUDIENCE: REQUIRED_ENV.OIDC_SIDECAR_PROVIDER__CLIENT_ID,
+    },
+  }).catch((caught: unknown) => caught);
+  t.type(error, ConfigError);
+  t.match((error as ConfigError).problems, [/^clients\.idpTokens\.audience: must not be provider\.clientId/]);
+});
+
 t.test('an empty environment variable counts as unset', async (t) => {
   const { config } = await loadTree(t, configWith({ listen: { port: 1234 } }), { OIDC_SIDECAR_LISTEN__PORT: '' });
   t.equal(config.listen.port, 1234);
