@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { DEFAULT_IDENTITY_HEADERS } from '../config/schema.js';
-import type { Claims } from '../session/session.js';
+import type { Claims, Session } from '../session/session.js';
 
 /** Headers the sidecar injects besides the configured identity headers (DESIGN.md §4). */
 export const CLIENT_ID_HEADER = 'x-forwarded-client-id';
@@ -8,6 +8,12 @@ export const AUTH_METHOD_HEADER = 'x-auth-method';
 export const ACCESS_TOKEN_HEADER = 'x-forwarded-access-token';
 
 export type AuthMethod = 'session' | 'bearer' | 'client-credentials' | 'client-certificate';
+
+/** `identity.passAccessToken` / `identity.passIdToken`. */
+export interface TokenForwarding {
+  passAccessToken: boolean;
+  passIdToken: boolean;
+}
 
 interface HeaderRule {
   /** Lower-case header name. */
@@ -27,8 +33,11 @@ const EMAIL_ADDRESS = /^[^@\s]+@[^@\s]+$/;
 export class IdentityHeaders {
   readonly #rules: HeaderRule[];
   readonly #spoofable: Set<string>;
+  readonly #tokens: TokenForwarding;
+  readonly #bySession = new WeakMap<Session, Record<string, string>>();
 
-  constructor(configured: Record<string, string | string[]>) {
+  constructor(configured: Record<string, string | string[]>, tokens: TokenForwarding = { passAccessToken: false, passIdToken: false }) {
+    this.#tokens = tokens;
     this.#rules = Object.entries(configured).map(([name, claims]) => ({
       name: name.toLowerCase(),
       claims: Array.isArray(claims) ? claims : [claims],
@@ -55,6 +64,23 @@ export class IdentityHeaders {
         delete headers[name];
       }
     }
+  }
+
+  /**
+   * Every header a browser session's request carries to the portal: its identity headers,
+   * `X-Auth-Method: session` and, when configured, its tokens. Built once per session object (the
+   * session manager hands out the same object while the record is unchanged); do not modify.
+   */
+  forSession(session: Session): Readonly<Record<string, string>> {
+    let headers = this.#bySession.get(session);
+    if (!headers) {
+      headers = this.fromClaims(session.claims);
+      headers[AUTH_METHOD_HEADER] = 'session';
+      if (this.#tokens.passAccessToken && session.accessToken) headers[ACCESS_TOKEN_HEADER] = session.accessToken;
+      if (this.#tokens.passIdToken && session.idToken) headers.authorization = `Bearer ${session.idToken}`;
+      this.#bySession.set(session, headers);
+    }
+    return headers;
   }
 
   /** The configured identity headers for `claims`, values encoded per DESIGN.md §4; absent claims omitted. */

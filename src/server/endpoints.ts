@@ -71,7 +71,7 @@ async function userinfo(services: Services, req: IncomingMessage, res: ServerRes
 async function forwardAuth(services: Services, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const session = await authenticateSession(services, req);
   if (!session) return sendUnauthorized(res, services.publicOrigin);
-  const headers = { ...services.identity.fromClaims(session.claims), 'x-auth-method': 'session', 'cache-control': 'no-store' };
+  const headers = { ...services.identity.forSession(session), 'cache-control': 'no-store' };
   res.writeHead(202, headers);
   res.end();
 }

@@ -122,7 +122,7 @@ function buildServices(
     signIn: new BrowserSignIn(config, provider, new LoginTransactions(store, config.session.secret), clock),
     machineClients,
     upstream,
-    identity: new IdentityHeaders(identityHeaderMap(config.identity.headers, config.provider.type)),
+    identity: new IdentityHeaders(identityHeaderMap(config.identity.headers, config.provider.type), config.identity),
     cookies: new SessionCookies(config),
     publicRoutes: new RouteList(config.routes.public),
     apiRoutes: new RouteList(config.routes.api),
@@ -136,7 +136,8 @@ function buildServices(
 function createStore(config: Config, clock: Clock, logger: Logger, metrics: Metrics): { store: KeyValueStore; auditStream?: AuditStream } {
   if (config.session.store === 'redis') {
     const client = createRedisClient(config.redis, (error) => logger.warn({ err: error }, 'redis connection error'));
-    return { store: new InstrumentedStore(new RedisStore(client), metrics.store), auditStream: new AuditStream(client, config.audit.stream.maxLength) };
+    const onError = (error: unknown) => logger.warn({ err: error }, 'redis invalidation connection error (local session copies are off until it is back)');
+    return { store: new InstrumentedStore(new RedisStore(client, { onError }), metrics.store), auditStream: new AuditStream(client, config.audit.stream.maxLength) };
   }
   return { store: new InstrumentedStore(new MemoryStore({ clock }), metrics.store) };
 }

@@ -2,8 +2,6 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { CERTIFICATE_TOKEN_HEADER } from '../clients/index.js';
-import { ACCESS_TOKEN_HEADER, AUTH_METHOD_HEADER } from '../proxy/identity-headers.js';
-import type { Session } from '../session/session.js';
 import { authenticateSession } from './browser-auth.js';
 import { handleOwnEndpoint, isOwnEndpoint } from './endpoints.js';
 import { normalizeRequestPath } from './paths.js';
@@ -23,7 +21,6 @@ const VALID_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
  * browser session → anonymous (redirect to the provider, or 401).
  */
 export function createRequestHandler(services: Services): (req: IncomingMessage, res: ServerResponse) => void {
-  const addIdentity = sessionIdentityAdder(services);
   const observer = new RequestObserver(services.metrics.http, services.config.log.access ? services.logger.child({ log: 'access' }) : undefined);
 
   async function handle(req: IncomingMessage, res: ServerResponse, observed: ObservedRequest): Promise<void> {
@@ -54,7 +51,7 @@ export function createRequestHandler(services: Services): (req: IncomingMessage,
     const session = await authenticateSession(services, req);
     if (session) {
       observed.user = session.user;
-      addIdentity(req, session);
+      Object.assign(req.headers, services.identity.forSession(session));
       return forward(req, res);
     }
 
@@ -81,7 +78,6 @@ export function createRequestHandler(services: Services): (req: IncomingMessage,
  * There is no redirect for a socket: without a session the answer is 401.
  */
 export function createUpgradeHandler(services: Services): (req: IncomingMessage, socket: Duplex, head: Buffer) => void {
-  const addIdentity = sessionIdentityAdder(services);
   async function handle(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     services.identity.strip(req.headers);
     assignRequestId(req);
@@ -93,7 +89,7 @@ export function createUpgradeHandler(services: Services): (req: IncomingMessage,
     if (machine?.status === 'absent') {
       const session = await authenticateSession(services, req);
       if (!session) return refuseUpgrade(socket, 401, 'Unauthorized');
-      addIdentity(req, session);
+      Object.assign(req.headers, services.identity.forSession(session));
     }
     services.cookies.stripFromRequest(req);
     services.upstream.ws(req, socket, head);
@@ -105,26 +101,6 @@ export function createUpgradeHandler(services: Services): (req: IncomingMessage,
       services.logger.error({ err: error, requestId: req.headers[REQUEST_ID_HEADER] }, 'websocket upgrade failed');
       refuseUpgrade(socket, 500, 'Internal Server Error');
     });
-  };
-}
-
-/**
- * Sets a session's identity headers (and its tokens when configured) on a request. Built once per
- * session object: the session manager hands out the same object while the record is unchanged.
- */
-function sessionIdentityAdder(services: Services): (req: IncomingMessage, session: Session) => void {
-  const { passAccessToken, passIdToken } = services.config.identity;
-  const identityBySession = new WeakMap<Session, Record<string, string>>();
-  return (req, session) => {
-    let headers = identityBySession.get(session);
-    if (!headers) {
-      headers = services.identity.fromClaims(session.claims);
-      headers[AUTH_METHOD_HEADER] = 'session';
-      if (passAccessToken && session.accessToken) headers[ACCESS_TOKEN_HEADER] = session.accessToken;
-      if (passIdToken && session.idToken) headers.authorization = `Bearer ${session.idToken}`;
-      identityBySession.set(session, headers);
-    }
-    Object.assign(req.headers, headers);
   };
 }
 

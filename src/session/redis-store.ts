@@ -110,8 +110,10 @@ export class RedisStore implements KeyValueStore {
     return (await this.#bounded(this.#client.set(key, value, 'PX', milliseconds(ttlMs), 'XX'))) === 'OK';
   }
 
-  get(key: string): Promise<Buffer | null> {
-    return this.#bounded(this.#client.getBuffer(key));
+  /** An owned copy: ioredis hands out views of its socket buffers, which must not be kept. */
+  async get(key: string): Promise<Buffer | null> {
+    const value = await this.#bounded(this.#client.getBuffer(key));
+    return value && Buffer.from(value);
   }
 
   getCached(key: string): Promise<Buffer | null> {

@@ -196,12 +196,12 @@ export class SessionManager {
 
   #open(storeKey: string, ticket: Ticket, sealed: Buffer): Session | null {
     const cached = this.#cache.get(storeKey);
-    if (cached && cached.sealed.equals(sealed) && cached.key.equals(ticket.key)) return cached.session;
+    // The store's local copy hands back the same buffer while the record is unchanged.
+    if (cached && (cached.sealed === sealed || cached.sealed.equals(sealed)) && cached.key.equals(ticket.key)) return cached.session;
     const plaintext = open(ticket.key, sealed, ticket.id);
     if (!plaintext) return null;
     const session = Object.freeze(JSON.parse(plaintext.toString('utf8')) as Session);
-    // A copy: a buffer read from Redis may be a view of a much larger socket buffer.
-    setBounded(this.#cache, storeKey, { sealed: Buffer.from(sealed), key: ticket.key, session }, this.#cacheSize);
+    setBounded(this.#cache, storeKey, { sealed, key: ticket.key, session }, this.#cacheSize);
     return session;
   }
 

@@ -12,7 +12,7 @@ export interface KeyValueStore {
    * nothing, when the key is absent: an update never brings back a record deleted meanwhile.
    */
   replace(key: string, value: Buffer, ttlMs: number): Promise<boolean>;
-  /** The value under `key`, or null when absent or expired. Callers must not modify it. */
+  /** The value under `key`, or null when absent or expired; callers may keep it but must not modify it. */
   get(key: string): Promise<Buffer | null>;
   /**
    * Like `get`, but may answer from a local copy that the store keeps coherent: dropped as soon as

@@ -138,6 +138,28 @@ t.test('requests through a running sidecar', async (t) => {
   });
 });
 
+t.test('a custom identity.headers map, tokens passed on, WebSockets off', async (t) => {
+  const stack = await startStack({
+    config: { identity: { headers: { 'X-Remote-User': 'preferred_username', 'X-Remote-Teams': ['teams', 'groups'] }, passAccessToken: true }, upstream: { websockets: false } },
+  });
+  t.teardown(() => stack.stop());
+  const { cookieHeader } = await signIn(stack);
+  const spoofed = { 'X-Forwarded-User': 'mallory', X_Remote_User: 'mallory', 'X-Forwarded-Access-Token': 'forged' };
+  const answer = await request(stack.sidecar.url + '/echo', { headers: { ...JSON_ACCEPT, ...spoofed, cookie: cookieHeader } });
+  t.equal(answer.status, 200);
+  const received = stack.portal.requests.at(-1)!.headers;
+  t.equal(received['x-remote-user'], 'alice');
+  t.equal(received['x-remote-teams'], 'portal-users,admins', 'the first present claim of the list');
+  t.notOk(received['x-forwarded-user'], 'a default header name is stripped even when the map leaves it out');
+  t.notOk(received.x_remote_user);
+  t.match(received['x-forwarded-access-token'], /^[\w.-]{20,}$/, "the session's access token, not the forged one");
+  const auth = await request(stack.sidecar.url + '/oauth2/auth', { headers: { cookie: cookieHeader } });
+  t.equal(auth.status, 202);
+  t.equal(auth.headers['x-remote-user'], 'alice');
+  t.equal(auth.headers['x-forwarded-access-token'], received['x-forwarded-access-token'], 'forward-auth answers the same headers');
+  t.match(await upgrade(stack.sidecar.url + '/ws', { cookie: cookieHeader }), /^HTTP\/1.1 403/, 'upgrades refused when upstream.websockets is off');
+});
+
 t.test('when the portal fails', async (t) => {
   const stack = await startStack({ config: { upstream: { timeoutSeconds: 0.5 } } });
   t.teardown(() => stack.stop());
