@@ -89,6 +89,8 @@ export class MachineClients {
     return this.issuer.jwks();
   }
 
+  #closed = false;
+
   /** Reads the applications again; resolves to false (the last good registry staying in use) when they are unusable. */
   reload(): Promise<boolean> {
     this.#reloading = this.#reloading.then(() => this.#reloadNow());
@@ -96,6 +98,7 @@ export class MachineClients {
   }
 
   close(): void {
+    this.#closed = true;
     process.off('SIGHUP', this.#onSighup);
     this.#stopWatching();
   }
@@ -120,7 +123,8 @@ export class MachineClients {
   }
 
   #watch(applications: readonly ApplicationConfig[]): void {
-    if (!this.source) return;
+    // A reload that finishes after close() must not start watching again.
+    if (!this.source || this.#closed) return;
     this.#stopWatching();
     const files = [this.source.file, ...applicationFiles(applications)];
     this.#stopWatching = watchFiles(files, () => void this.reload(), (error) => this.logger.warn({ err: error }, 'watching the applications files failed'));

@@ -44,20 +44,45 @@ export interface StartOptions {
 /** Client request headers above this size are answered 431 by Node before any of our code runs. */
 const MAX_HEADER_BYTES = 16 * 1024;
 
-/** Builds every service from the configuration and starts both servers. */
+/**
+ * Builds every service from the configuration and starts both servers. If any step fails, what was
+ * already started is closed again before the error is thrown.
+ */
 export async function startSidecar(config: Config, options: StartOptions = {}): Promise<RunningSidecar> {
   const logger = options.logger ?? createLogger(config.log.level);
   const clock = options.clock ?? systemClock;
   const metrics = new Metrics();
   const { store, auditStream } = createStore(config, clock, logger, metrics);
-  const machineClients = await MachineClients.start({ config, logger, store, clock, configFile: options.configFile, env: options.env }).catch(async (error: unknown) => {
-    await store.close();
+  const transactions = transactionStore(config, store, clock);
+  // Run newest first, so that servers stop before the services they use.
+  const closers: Array<() => unknown> = [() => store.close()];
+  if (transactions !== store) closers.unshift(() => transactions.close());
+  const closeAll = async () => {
+    for (const close of closers.splice(0)) await close();
+  };
+  try {
+    const machineClients = await MachineClients.start({ config, logger, store, clock, configFile: options.configFile, env: options.env });
+    closers.unshift(() => machineClients.close());
+    const provider = new OidcProvider(config, logger, clock, (endpoint, seconds) => metrics.idpRequest(endpoint, seconds));
+    closers.unshift(() => provider.close());
+    await provider.start();
+    const services = buildServices(config, logger, store, transactions, provider, clock, metrics, auditStream, machineClients);
+    closers.unshift(() => services.upstream.close());
+    const main = createMainServer(services);
+    await listen(main, config.listen.port, config.listen.host);
+    closers.unshift(() => closeServer(main));
+    const metricsServer = createMetricsServer(store, provider, () => metrics.exposition());
+    await listen(metricsServer, config.metrics.port, config.metrics.host);
+    closers.unshift(() => closeServer(metricsServer));
+    logger.info({ url: baseUrl(main), metricsUrl: baseUrl(metricsServer), upstream: config.upstream.url, store: config.session.store }, 'oidc-sidecar started');
+    return { url: baseUrl(main), metricsUrl: baseUrl(metricsServer), close: closeAll };
+  } catch (error) {
+    await closeAll();
     throw error;
-  });
-  const provider = new OidcProvider(config, logger, clock, (endpoint, seconds) => metrics.idpRequest(endpoint, seconds));
-  await provider.start();
-  const services = buildServices(config, logger, store, provider, clock, metrics, auditStream, machineClients);
+  }
+}
 
+function createMainServer(services: Services): http.Server {
   const main = http.createServer({ maxHeaderSize: MAX_HEADER_BYTES, requestTimeout: 300_000, headersTimeout: 30_000 }, createRequestHandler(services));
   main.on('upgrade', createUpgradeHandler(services));
   main.on('clientError', (error: NodeJS.ErrnoException, socket) => {
@@ -65,29 +90,14 @@ export async function startSidecar(config: Config, options: StartOptions = {}): 
     if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
     else socket.destroy();
   });
-  const metricsServer = createMetricsServer(store, provider, () => metrics.exposition());
-
-  await listen(main, config.listen.port, config.listen.host);
-  await listen(metricsServer, config.metrics.port, config.metrics.host);
-  logger.info({ url: baseUrl(main), metricsUrl: baseUrl(metricsServer), upstream: config.upstream.url, store: config.session.store }, 'oidc-sidecar started');
-
-  return {
-    url: baseUrl(main),
-    metricsUrl: baseUrl(metricsServer),
-    async close() {
-      provider.close();
-      machineClients.close();
-      await Promise.all([closeServer(main), closeServer(metricsServer)]);
-      services.upstream.close();
-      await store.close();
-    },
-  };
+  return main;
 }
 
 function buildServices(
   config: Config,
   logger: Logger,
   store: KeyValueStore,
+  transactions: KeyValueStore,
   provider: OidcProvider,
   clock: Clock,
   metrics: Metrics,
@@ -119,7 +129,7 @@ function buildServices(
     store,
     sessions,
     provider,
-    signIn: new BrowserSignIn(config, provider, new LoginTransactions(store, config.session.secret), clock),
+    signIn: new BrowserSignIn(config, provider, new LoginTransactions(transactions, config.session.secret), clock),
     machineClients,
     upstream,
     identity: new IdentityHeaders(identityHeaderMap(config.identity.headers, config.provider.type), config.identity),
@@ -133,6 +143,18 @@ function buildServices(
 }
 
 /** The session store, timed by operation; with Redis, the audit stream shares its connection. */
+/** Pending sign-ins that the memory store keeps apart, so that a flood of them never evicts a session. */
+const MEMORY_TRANSACTIONS_MAX = 10_000;
+
+/**
+ * Where login transactions live: the shared store with Redis (any replica may finish a sign-in); with
+ * the memory store, a small store of their own — every anonymous navigation writes one, and in the
+ * session store a flood of them would push the oldest sessions out.
+ */
+function transactionStore(config: Config, store: KeyValueStore, clock: Clock): KeyValueStore {
+  return config.session.store === 'memory' ? new MemoryStore({ clock, maxEntries: MEMORY_TRANSACTIONS_MAX }) : store;
+}
+
 function createStore(config: Config, clock: Clock, logger: Logger, metrics: Metrics): { store: KeyValueStore; auditStream?: AuditStream } {
   if (config.session.store === 'redis') {
     const client = createRedisClient(config.redis, (error) => logger.warn({ err: error }, 'redis connection error'));
