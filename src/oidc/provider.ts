@@ -243,7 +243,6 @@ function userClaims(idToken: client.IDToken): Claims {
 }
 
 export class ProviderUnavailableError extends Error {
-  readonly code = 'PROVIDER_UNAVAILABLE';
   constructor() {
     super('the identity provider metadata is not loaded yet');
   }

@@ -50,7 +50,6 @@ export class BrowserSignIn {
       nonce: client.randomNonce(),
       codeVerifier: client.randomPKCECodeVerifier(),
       bindingHash: bindingHash(bindingValue),
-      createdAt: this.clock(),
     });
     return this.provider.authorizationUrl(transaction);
   }
@@ -116,7 +115,7 @@ function tokenFields(tokens: TokenSet): Pick<Session, 'idToken' | 'accessToken' 
 }
 
 /** The name logs and the audit log show: the X-Forwarded-User rule of DESIGN.md §4. */
-export function userName(claims: Claims): string {
+function userName(claims: Claims): string {
   for (const claim of USER_CLAIMS) {
     const value = claims[claim];
     if (typeof value === 'string' && value !== '') return value;

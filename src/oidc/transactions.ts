@@ -9,7 +9,6 @@ export interface LoginTransaction extends AuthorizationChecks {
   returnTo: string;
   /** SHA-256 of the browser-binding cookie value of the browser that started the attempt. */
   bindingHash: string;
-  createdAt: number;
 }
 
 /** How long a sign-in may take between leaving for the provider and coming back. */

@@ -7,8 +7,6 @@ export const CLIENT_ID_HEADER = 'x-forwarded-client-id';
 export const AUTH_METHOD_HEADER = 'x-auth-method';
 export const ACCESS_TOKEN_HEADER = 'x-forwarded-access-token';
 
-export type AuthMethod = 'session' | 'bearer' | 'client-credentials' | 'client-certificate';
-
 /** `identity.passAccessToken` / `identity.passIdToken`. */
 export interface TokenForwarding {
   passAccessToken: boolean;

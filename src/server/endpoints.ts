@@ -19,7 +19,7 @@ const GET = ['GET', 'HEAD'] as const;
 /** The sidecar's own endpoints under the prefix (DESIGN.md §3), by path after the prefix. */
 const ENDPOINTS: Record<string, Endpoint> = {
   '/start': { methods: GET, handle: start },
-  '/sign_out': { methods: [...GET, 'POST'], handle: (services, req, res) => signOut(services, req, res) },
+  '/sign_out': { methods: [...GET, 'POST'], handle: signOut },
   '/userinfo': { methods: GET, handle: userinfo },
   '/auth': { methods: GET, handle: forwardAuth },
   '/backchannel-logout': { methods: ['POST'], handle: backchannelLogout },
@@ -29,16 +29,17 @@ const ENDPOINTS: Record<string, Endpoint> = {
   '/jwks': { methods: GET, handle: jwksEndpoint },
 };
 
+/** The redirect URI (`provider.redirectPath`, which may lie outside the prefix). */
+const CALLBACK: Endpoint = { methods: GET, handle: finishSignIn };
+
 /** Answers a request for an own endpoint; `path` is the normalized path. */
 export async function handleOwnEndpoint(services: Services, req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
-  const rawQuery = queryOf(req.url);
-  if (path === services.config.provider.redirectPath) return finishSignIn(services, req, res, rawQuery);
-  const endpoint = ENDPOINTS[path.slice(services.prefix.length)];
+  const endpoint = path === services.config.provider.redirectPath ? CALLBACK : ENDPOINTS[path.slice(services.prefix.length)];
   if (!endpoint) return sendNotFound(req, res);
   if (!endpoint.methods.includes(req.method ?? '')) {
     return sendJson(res, 405, { error: 'method_not_allowed' }, { allow: endpoint.methods.join(', ') });
   }
-  return endpoint.handle(services, req, res, rawQuery);
+  return endpoint.handle(services, req, res, queryOf(req.url));
 }
 
 /** True when the normalized path is one the sidecar answers itself. */

@@ -9,7 +9,7 @@ import { safeReturnUrl } from './redirects.js';
 import { authenticateMachineClient, sendInvalidClient } from './machine-client-routes.js';
 import { isBrowserNavigation } from './request-kind.js';
 import { ownEndpointRoute, RequestObserver, type ObservedRequest } from './request-observer.js';
-import { sendHtml, sendJson, sendUnauthorized } from './responses.js';
+import { acceptsHtml, sendHtml, sendJson, sendUnauthorized } from './responses.js';
 import { REQUEST_ID_HEADER, type Services } from './services.js';
 import { startSignIn } from './sign-in-routes.js';
 
@@ -127,7 +127,7 @@ function sendInternalError(services: Services, req: IncomingMessage, res: Server
     res.destroy();
     return;
   }
-  if (!req.headers.accept?.includes('text/html')) {
+  if (!acceptsHtml(req)) {
     return sendJson(res, 503, { error: 'temporarily_unavailable', error_description: 'The service is temporarily unavailable.' });
   }
   sendHtml(res, 503, { title: 'Temporarily unavailable', message: 'The service is temporarily unavailable. Please try again in a moment.', requestId });

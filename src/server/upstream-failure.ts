@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../log/index.js';
 import type { UpstreamFailure } from '../proxy/upstream.js';
-import { sendHtml, sendJson } from './responses.js';
+import { acceptsHtml, sendHtml, sendJson } from './responses.js';
 import { REQUEST_ID_HEADER } from './services.js';
 
 const ANSWERS: Record<UpstreamFailure, { status: number; title: string; message: string }> = {
@@ -25,7 +25,7 @@ export function answerUpstreamFailure(logger: Logger, failure: UpstreamFailure, 
     res.destroy();
     return;
   }
-  if (!req.headers.accept?.includes('text/html')) {
+  if (!acceptsHtml(req)) {
     return sendJson(res, answer.status, { error: failure === 'timeout' ? 'gateway_timeout' : 'bad_gateway', error_description: answer.message });
   }
   sendHtml(res, answer.status, { title: answer.title, message: answer.message, requestId });
