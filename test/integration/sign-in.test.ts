@@ -180,3 +180,22 @@ t.test('users outside the allowed groups are refused at sign-in', async (t) => {
   t.ok(alice.cookie);
   t.match(auditEvents(stack), [{ event: 'login_failed', user: 'bob', code: 'not_allowed', reason: /allowedGroups/ }, { event: 'login', user: 'alice' }]);
 });
+
+t.test('users outside the allowed e-mail domains are refused at sign-in', async (t) => {
+  const stack = await startStack({ config: { authorization: { allowedEmailDomains: ['EXAMPLE.com'] } } });
+  t.teardown(() => stack.stop());
+  await t.rejects(signIn(stack, { user: DEMO_USERS.bob }), /callback answered 403/, 'bob@example.org');
+  t.ok((await signIn(stack, { user: DEMO_USERS.alice })).cookie, 'alice@example.com, domain matched without regard to case');
+});
+
+t.test('sign-out without provider logout goes straight to the logoff page; POST works too', async (t) => {
+  const stack = await startStack({ config: { logout: { idpLogout: false, redirectUrl: 'https://intranet.example.com/logged-off' } } });
+  t.teardown(() => stack.stop());
+  const { cookieHeader } = await signIn(stack);
+  const out = await request(stack.sidecar.url + '/oauth2/sign_out', { method: 'POST', headers: { cookie: cookieHeader } });
+  t.equal(out.status, 302);
+  t.equal(out.headers.location, 'https://intranet.example.com/logged-off', 'no hop through the provider');
+  t.equal((await request(stack.sidecar.url + '/echo', { headers: { ...JSON_ACCEPT, cookie: cookieHeader } })).status, 401);
+  const again = await request(stack.sidecar.url + '/oauth2/sign_out', { headers: NAVIGATION });
+  t.equal(again.headers.location, 'https://intranet.example.com/logged-off', 'without a session: the logoff page as well');
+});
