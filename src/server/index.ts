@@ -17,6 +17,7 @@ import { systemClock, type Clock, type KeyValueStore } from '../session/store.js
 import { createMetricsServer } from './metrics-server.js';
 import { RouteList } from './paths.js';
 import { createRequestHandler, createUpgradeHandler } from './pipeline.js';
+import { answerSocket } from './responses.js';
 import type { Services } from './services.js';
 import { SessionCookies } from './session-cookies.js';
 import { answerUpstreamFailure } from './upstream-failure.js';
@@ -86,9 +87,7 @@ function createMainServer(services: Services): http.Server {
   const main = http.createServer({ maxHeaderSize: MAX_HEADER_BYTES, requestTimeout: 300_000, headersTimeout: 30_000 }, createRequestHandler(services));
   main.on('upgrade', createUpgradeHandler(services));
   main.on('clientError', (error: NodeJS.ErrnoException, socket) => {
-    const status = error.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
-    if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
-    else socket.destroy();
+    answerSocket(socket, error.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request');
   });
   return main;
 }

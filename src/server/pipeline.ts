@@ -9,7 +9,7 @@ import { safeReturnUrl } from './redirects.js';
 import { authenticateMachineClient, sendInvalidClient } from './machine-client-routes.js';
 import { isBrowserNavigation } from './request-kind.js';
 import { ownEndpointRoute, RequestObserver, type ObservedRequest } from './request-observer.js';
-import { acceptsHtml, sendHtml, sendJson, sendUnauthorized } from './responses.js';
+import { acceptsHtml, answerSocket, sendHtml, sendJson, sendUnauthorized } from './responses.js';
 import { REQUEST_ID_HEADER, type Services } from './services.js';
 import { startSignIn } from './sign-in-routes.js';
 
@@ -115,8 +115,7 @@ function assignRequestId(req: IncomingMessage): void {
 }
 
 function refuseUpgrade(socket: Duplex, status: number, text: string): void {
-  if (socket.writable) socket.end(`HTTP/1.1 ${status} ${text}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
-  socket.destroy();
+  answerSocket(socket, `${status} ${text}`);
 }
 
 /** Something failed inside the sidecar (e.g. the session store is down): fail closed, say little. */

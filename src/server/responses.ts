@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { renderPage, type PageContent } from './pages.js';
 
 const NO_STORE = 'no-store';
@@ -47,4 +48,16 @@ export function sendUnauthorized(res: ServerResponse, realm: string): void {
 /** True when the client prefers an HTML page to JSON. */
 export function acceptsHtml(req: IncomingMessage): boolean {
   return req.headers.accept?.includes('text/html') ?? false;
+}
+
+/**
+ * Answers on a raw socket (a refused WebSocket upgrade, a malformed request) and closes it once the
+ * answer is written; a socket that can no longer be written is destroyed at once.
+ */
+export function answerSocket(socket: Duplex, statusLine: string): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  socket.end(`HTTP/1.1 ${statusLine}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`, () => socket.destroy());
 }

@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from '../log/index.js';
 import type { UpstreamFailure } from '../proxy/upstream.js';
-import { acceptsHtml, sendHtml, sendJson } from './responses.js';
+import { acceptsHtml, answerSocket, sendHtml, sendJson } from './responses.js';
 import { REQUEST_ID_HEADER } from './services.js';
 
 const ANSWERS: Record<UpstreamFailure, { status: number; title: string; message: string }> = {
@@ -17,8 +17,7 @@ export function answerUpstreamFailure(logger: Logger, failure: UpstreamFailure, 
   logger.warn({ failure, code: (error as NodeJS.ErrnoException).code, requestId }, 'the portal request failed');
   const answer = ANSWERS[failure];
   if (!('writeHead' in res)) {
-    res.end(`HTTP/1.1 ${answer.status} ${answer.title}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
-    res.destroy();
+    answerSocket(res, `${answer.status} ${answer.title}`);
     return;
   }
   if (res.headersSent) {

@@ -72,32 +72,29 @@ export class TrackedReadCache {
 
   /** The value of `key`: the local copy when there is one, else `read()` (whose result may be kept). */
   get(key: string, read: () => Promise<Buffer | null>): Promise<Buffer | null> {
-    const fullKey = this.keyPrefix + key;
-    const entry = this.#entries.get(fullKey);
+    const entry = this.#entries.get(key);
     if (entry && this.#clock() - entry.readAt < this.#maxAgeMs) return Promise.resolve(entry.value);
-    return this.#tracking ? this.#readAndKeep(fullKey, read) : read();
+    return this.#tracking ? this.#readAndKeep(key, read) : read();
   }
 
   /** Reads, and keeps the value unless the key was invalidated (or a connection closed) meanwhile. */
-  async #readAndKeep(fullKey: string, read: () => Promise<Buffer | null>): Promise<Buffer | null> {
+  async #readAndKeep(key: string, read: () => Promise<Buffer | null>): Promise<Buffer | null> {
     const epoch = this.#epoch;
-    this.#readsInFlight.set(fullKey, (this.#readsInFlight.get(fullKey) ?? 0) + 1);
+    this.#readsInFlight.set(key, (this.#readsInFlight.get(key) ?? 0) + 1);
     try {
       const value = await read();
-      if (value && epoch === this.#epoch && !this.#invalidatedInFlight.has(fullKey)) {
-        setBounded(this.#entries, fullKey, { value, readAt: this.#clock() }, this.#maxEntries);
+      if (value && epoch === this.#epoch && !this.#invalidatedInFlight.has(key)) {
+        setBounded(this.#entries, key, { value, readAt: this.#clock() }, this.#maxEntries);
       }
       return value;
     } finally {
-      this.#readFinished(fullKey);
+      this.#readFinished(key);
     }
   }
 
   /** Drops the copy of `key` (this replica is changing it: its own reads must see the change). */
   forget(key: string): void {
-    const fullKey = this.keyPrefix + key;
-    this.#entries.delete(fullKey);
-    if (this.#readsInFlight.has(fullKey)) this.#invalidatedInFlight.add(fullKey);
+    this.#dropCopy(key);
   }
 
   close(): void {
@@ -106,27 +103,32 @@ export class TrackedReadCache {
     this.#subscriber.disconnect();
   }
 
-  #readFinished(fullKey: string): void {
-    const left = this.#readsInFlight.get(fullKey)! - 1;
+  #dropCopy(key: string): void {
+    this.#entries.delete(key);
+    if (this.#readsInFlight.has(key)) this.#invalidatedInFlight.add(key);
+  }
+
+  #readFinished(key: string): void {
+    const left = this.#readsInFlight.get(key)! - 1;
     if (left > 0) {
-      this.#readsInFlight.set(fullKey, left);
+      this.#readsInFlight.set(key, left);
       return;
     }
-    this.#readsInFlight.delete(fullKey);
-    this.#invalidatedInFlight.delete(fullKey);
+    this.#readsInFlight.delete(key);
+    this.#invalidatedInFlight.delete(key);
   }
 
   #invalidate(keys: unknown): void {
     // A null payload means the whole database was flushed.
     if (!Array.isArray(keys)) {
       this.#entries.clear();
-      for (const fullKey of this.#readsInFlight.keys()) this.#invalidatedInFlight.add(fullKey);
+      for (const key of this.#readsInFlight.keys()) this.#invalidatedInFlight.add(key);
       return;
     }
     for (const key of keys as Buffer[]) {
+      // Redis names keys with their prefix; the copies are kept without it.
       const fullKey = key.toString();
-      this.#entries.delete(fullKey);
-      if (this.#readsInFlight.has(fullKey)) this.#invalidatedInFlight.add(fullKey);
+      if (fullKey.startsWith(this.keyPrefix)) this.#dropCopy(fullKey.slice(this.keyPrefix.length));
     }
   }
 
