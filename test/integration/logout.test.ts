@@ -3,7 +3,7 @@ import t from 'tap';
 import { CookieJar, signInWithoutBrowser, signOutWithoutBrowser } from '../support/browserless.js';
 import { request } from '../support/http.js';
 import { startRedis } from '../support/redis.js';
-import { auditEvents, CLIENT_ID, NAVIGATION, startStack, type Stack } from '../support/stack.js';
+import { auditEvents, CLIENT_ID, CLIENT_SECRET, NAVIGATION, startStack, type Stack } from '../support/stack.js';
 
 const JSON_ACCEPT = { accept: 'application/json' };
 
@@ -70,10 +70,38 @@ t.test('front-channel logout ends the sessions of the IdP session it names', asy
   const wrongIssuer = await request(stack.sidecar.url + `/oauth2/frontchannel-logout?iss=https%3A%2F%2Fevil.example&sid=whatever`);
   t.equal(wrongIssuer.status, 200);
   t.equal(await status(stack.sidecar.url, cookie), 200);
-  const answer = await request(stack.sidecar.url + `/oauth2/frontchannel-logout?iss=${encodeURIComponent(stack.idp.issuer)}&sid=${encodeURIComponent(sid)}`);
+  const tooLong = await request(stack.sidecar.url + `/oauth2/frontchannel-logout?sid=${'x'.repeat(300)}`);
+  t.equal(tooLong.status, 200, 'an oversized sid is ignored');
+  t.equal(await status(stack.sidecar.url, cookie), 200);
+  // Azure AD sends the sid alone, without iss.
+  const answer = await request(stack.sidecar.url + `/oauth2/frontchannel-logout?sid=${encodeURIComponent(sid)}`);
   t.equal(answer.status, 200);
   t.equal(await status(stack.sidecar.url, cookie), 401);
 });
+
+t.test('sign-out revokes the tokens at the provider (logout.revokeTokens)', async (t) => {
+  const stack = await startStack({ config: { identity: { passAccessToken: true }, logout: { idpLogout: false } } });
+  t.teardown(() => stack.stop());
+  const cookie = await signInKeepingIdpSession(stack, new CookieJar());
+  t.equal(await status(stack.sidecar.url, cookie), 200);
+  const accessToken = String(stack.portal.requests.at(-1)!.headers['x-forwarded-access-token']);
+  const active = () => introspect(stack, accessToken);
+  t.equal(await active(), true);
+  await request(stack.sidecar.url + '/oauth2/sign_out', { method: 'POST', headers: { cookie } });
+  const deadline = Date.now() + 3000;
+  while ((await active()) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+  t.equal(await active(), false, 'the access token is no longer active at the provider');
+});
+
+/** Whether the IdP still considers `token` active (RFC 7662 introspection with the sidecar's client). */
+async function introspect(stack: Stack, token: string): Promise<boolean> {
+  const answer = await fetch(stack.idp.url('/token/introspection'), {
+    method: 'POST',
+    headers: { authorization: 'Basic ' + Buffer.from(`${CLIENT_ID}:${CLIENT_SECRET}`).toString('base64'), 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ token }),
+  });
+  return ((await answer.json()) as { active: boolean }).active;
+}
 
 /** The `sid` of the ID token the portal received (identity.passIdToken). */
 function sidOfIdToken(authorization: string | undefined): string {

@@ -242,6 +242,10 @@ t.test('machine clients', async (t) => {
     t.equal(repeated.status, 400, 'a repeated parameter');
     const wrongType = await request(url('/oauth2/token'), { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: '{}' });
     t.equal(wrongType.status, 415);
+    for (const endpoint of ['/oauth2/token', '/oauth2/revoke']) {
+      const oversized = await request(url(endpoint), { method: 'POST', headers: { ...auth, 'content-type': 'application/x-www-form-urlencoded' }, body: 'grant_type=client_credentials&pad=' + 'a'.repeat(20_000) });
+      t.equal(oversized.status, 413, `${endpoint}: an oversized body is refused`);
+    }
     t.equal((await request(url('/oauth2/token'), { headers: auth })).status, 405, 'GET is not allowed');
   });
 
