@@ -71,6 +71,8 @@ const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i;
 export class MachineAuthenticator {
   readonly #cache: VerifiedTokenCache<VerifiedCredential>;
   #registry: ApplicationRegistry;
+  /** Bumped by every reload and revocation here. */
+  #generation = 0;
 
   constructor(private readonly options: AuthenticatorOptions) {
     this.#registry = options.registry;
@@ -86,6 +88,7 @@ export class MachineAuthenticator {
   useRegistry(registry: ApplicationRegistry): void {
     this.#registry = registry;
     this.#cache.clear();
+    this.#generation++;
   }
 
   async authenticate(headers: IncomingHttpHeaders, path: string): Promise<MachineAuthOutcome> {
@@ -106,6 +109,7 @@ export class MachineAuthenticator {
   /** Forgets a token this replica has cached (it was just revoked here). */
   forget(token: string): void {
     this.#cache.delete(cacheKey('bearer', token));
+    this.#generation++;
   }
 
   async #check(method: MachineAuthMethod, token: string, path: string): Promise<Check> {
@@ -114,10 +118,12 @@ export class MachineAuthenticator {
     let credential = this.#cache.get(key);
     const firstUse = credential === undefined;
     if (!credential) {
+      const generation = this.#generation;
       const verification = method === 'bearer' ? await this.#verifyBearer(token) : await this.#verifyCertificate(token);
       if (!verification.ok) return failed(method, verification.refusal, verification.clientId);
       credential = verification.credential;
-      this.#cache.set(key, credential, Math.min(verification.expiresAtSeconds * 1000, now + CACHE_TTL_MS));
+      // A reload or a revocation while verifying must not be undone by caching what it ended.
+      if (generation === this.#generation) this.#cache.set(key, credential, Math.min(verification.expiresAtSeconds * 1000, now + CACHE_TTL_MS));
     } else if (credential.jti !== undefined && now - credential.revocationCheckedAt >= REVOCATION_RECHECK_MS) {
       // Marked before the read: concurrent requests on the same token make one store read, not many.
       credential.revocationCheckedAt = now;
