@@ -1,6 +1,7 @@
 import http from 'node:http';
 import type { Duplex } from 'node:stream';
 import httpProxy from 'http-proxy';
+import { endToEndHeaders } from './hop-by-hop.js';
 
 /** Why a request to the portal failed: each has its own page and metric label. */
 export type UpstreamFailure = 'refused' | 'timeout' | 'reset';
@@ -25,38 +26,47 @@ export interface Upstream {
   close(): void;
 }
 
-const TIMED_OUT = Symbol('upstream timed out');
-type TimedRequest = http.IncomingMessage & { [TIMED_OUT]?: boolean };
+/** One request on its way to the portal: kept on the client's request, no closure per request. */
+interface PendingRequest {
+  readonly proxyReq: http.ClientRequest;
+  readonly started: number;
+  readonly timer: NodeJS.Timeout;
+  timedOut: boolean;
+}
+
+const PENDING = Symbol('pending upstream request');
+type ProxiedRequest = http.IncomingMessage & { [PENDING]?: PendingRequest };
 
 /**
  * The http-proxy wiring. http-proxy 1.18 is unmaintained, so: a keep-alive agent is always passed,
  * `error` is always handled, and the upstream request is destroyed when the client goes away.
+ * The portal's response is written by `writeResponse` rather than by http-proxy's own passes: one
+ * `writeHead` with the raw header list, hop-by-hop headers dropped.
  */
 export function createUpstream(options: UpstreamOptions): Upstream {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64, timeout: 60_000 });
-  const proxy = httpProxy.createProxyServer({ target: options.target.href, agent, ws: true, xfwd: false });
+  const proxy = httpProxy.createProxyServer({ target: options.target.href, agent, ws: true, xfwd: false, selfHandleResponse: true });
   const forwardedProto = options.publicUrl.protocol.slice(0, -1);
   const forwardedHost = options.publicUrl.host;
 
   proxy.on('proxyReq', (proxyReq, req, res) => {
-    const started = performance.now();
-    const timer = setTimeout(() => {
-      (req as TimedRequest)[TIMED_OUT] = true;
-      proxyReq.destroy(new Error('upstream timeout'));
-    }, options.timeoutMs);
-    proxyReq.once('response', () => {
-      clearTimeout(timer);
-      options.onResponse((performance.now() - started) / 1000);
-    });
-    proxyReq.once('close', () => clearTimeout(timer));
-    res.once('close', () => {
-      if (!res.writableFinished) proxyReq.destroy();
-    });
+    (req as ProxiedRequest)[PENDING] = { proxyReq, started: performance.now(), timer: setTimeout(timeOut, options.timeoutMs, req), timedOut: false };
+    res.on('close', abandonIfUnfinished);
+  });
+
+  proxy.on('proxyRes', (proxyRes, req, res) => {
+    const pending = (req as ProxiedRequest)[PENDING];
+    if (pending) {
+      clearTimeout(pending.timer);
+      options.onResponse((performance.now() - pending.started) / 1000);
+    }
+    writeResponse(proxyRes, res as http.ServerResponse);
   });
 
   proxy.on('error', (error, req, res) => {
-    const failure = (req as TimedRequest)[TIMED_OUT] ? 'timeout' : classify(error);
-    options.onFailure(failure, req, res, error);
+    const pending = (req as ProxiedRequest)[PENDING];
+    if (pending) clearTimeout(pending.timer);
+    options.onFailure(pending?.timedOut ? 'timeout' : classify(error), req, res, error);
   });
 
   // A client that left first is not a portal failure: http-proxy reports it separately.
@@ -73,6 +83,9 @@ export function createUpstream(options: UpstreamOptions): Upstream {
   return {
     web(req, res) {
       addForwardedHeaders(req);
+      // Node has already answered `100 Continue` to the client; and http-proxy would skip its
+      // `proxyReq` event (so the time-out) for a request that still expects one.
+      if (req.headers.expect !== undefined) delete req.headers.expect;
       proxy.web(req, res);
     },
     ws(req, socket, head) {
@@ -89,4 +102,25 @@ export function createUpstream(options: UpstreamOptions): Upstream {
 function classify(error: NodeJS.ErrnoException): UpstreamFailure {
   if (error.code === 'ECONNREFUSED' || error.code === 'ENOTFOUND' || error.code === 'EAI_AGAIN') return 'refused';
   return 'reset';
+}
+
+/** The portal did not start answering in time: the request fails as `timeout` (a 504). */
+function timeOut(req: ProxiedRequest): void {
+  const pending = req[PENDING]!;
+  pending.timedOut = true;
+  pending.proxyReq.destroy(new Error('upstream timeout'));
+}
+
+/** The client's response closed: if it did not finish, the client left, so the portal request goes too. */
+function abandonIfUnfinished(this: http.ServerResponse): void {
+  const pending = (this.req as ProxiedRequest)[PENDING];
+  if (!pending) return;
+  clearTimeout(pending.timer);
+  if (!this.writableFinished) pending.proxyReq.destroy();
+}
+
+/** The portal's status and headers in one `writeHead` (Node frames the body itself), then its body. */
+function writeResponse(proxyRes: http.IncomingMessage, res: http.ServerResponse): void {
+  res.writeHead(proxyRes.statusCode!, proxyRes.statusMessage, endToEndHeaders(proxyRes.rawHeaders, proxyRes.headers.connection));
+  proxyRes.pipe(res);
 }

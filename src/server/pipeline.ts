@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { CERTIFICATE_TOKEN_HEADER } from '../clients/index.js';
+import { deleteRequestHopByHopHeaders } from '../proxy/hop-by-hop.js';
 import { authenticateSession } from './browser-auth.js';
 import { handleOwnEndpoint, isOwnEndpoint } from './endpoints.js';
 import { normalizeRequestPath } from './paths.js';
@@ -17,7 +18,7 @@ const VALID_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /**
  * The request pipeline of the main port (DESIGN.md §1), in order:
- * strip spoofable headers → validate the path → own endpoints → public routes → machine credentials →
+ * strip spoofable and hop-by-hop headers → validate the path → own endpoints → public routes → machine credentials →
  * browser session → anonymous (redirect to the provider, or 401).
  */
 export function createRequestHandler(services: Services): (req: IncomingMessage, res: ServerResponse) => void {
@@ -25,6 +26,7 @@ export function createRequestHandler(services: Services): (req: IncomingMessage,
 
   async function handle(req: IncomingMessage, res: ServerResponse, observed: ObservedRequest): Promise<void> {
     services.identity.strip(req.headers);
+    deleteRequestHopByHopHeaders(req.headers);
     assignRequestId(req);
     const path = normalizeRequestPath(req.url);
     if (!path.ok) {

@@ -20,7 +20,8 @@ import { cpuPerRequest, formatTable, formatVerdicts, formatWarnings, type Measur
  * BENCH_ROUNDS (1; with more, rounds interleave the targets and each target's median run by req/s is
  * kept), BENCH_PROFILE=1 (every proxy process is CPU-profiled during its measured runs; the profiles go
  * to BENCH_PROFILE_DIR, default /tmp/oidc-sidecar-profile, and a summary is printed; figures taken
- * while profiling are a little lower).
+ * while profiling are a little lower), BENCH_ONLY (comma-separated words: only the targets whose label
+ * contains one of them are measured, plus the baselines they are judged against).
  */
 
 const PAGE = '/1k';
@@ -33,6 +34,8 @@ interface Settings {
   connections: number;
   rounds: number;
   profileDir?: string;
+  /** Words of BENCH_ONLY; empty: every target. */
+  only: string[];
 }
 
 /** The machine-client paths' throughput target against the bare proxy (their issue's). */
@@ -65,8 +68,9 @@ async function main(): Promise<void> {
   console.log(describeSetup(settings));
   const deployment = await startDeployment();
   try {
-    for (const target of deployment.targets) await preflight(target);
-    const measurements = await measureAll(deployment.targets, settings);
+    const targets = selectTargets(deployment.targets, settings.only);
+    for (const target of targets) await preflight(target);
+    const measurements = await measureAll(targets, settings);
     await printReport(measurements, settings);
   } finally {
     await deployment.stop();
@@ -85,6 +89,7 @@ function readSettings(): Settings {
     connections: Math.max(1, number('BENCH_CONNECTIONS', 50)),
     rounds: Math.max(1, Math.round(number('BENCH_ROUNDS', 1))),
     profileDir: process.env.BENCH_PROFILE === '1' ? (process.env.BENCH_PROFILE_DIR ?? '/tmp/oidc-sidecar-profile') : undefined,
+    only: (process.env.BENCH_ONLY ?? '').split(',').map((word) => word.trim()).filter(Boolean),
   };
 }
 
@@ -159,6 +164,14 @@ function benchTargets(parts: {
     throughSidecar('sidecar (client-certificate token)', machineHeaders.certificate, MACHINE_CLIENT_RPS_RATIO),
     throughSidecar('sidecar (sidecar bearer token)', machineHeaders.bearer, MACHINE_CLIENT_RPS_RATIO),
   ];
+}
+
+/** The targets named by BENCH_ONLY and the baselines they are judged against, in table order. */
+function selectTargets(targets: Target[], only: string[]): Target[] {
+  if (only.length === 0) return targets;
+  const chosen = targets.filter((target) => only.some((word) => target.label.includes(word)));
+  const baselines = new Set(chosen.map((target) => target.baseline));
+  return targets.filter((target) => chosen.includes(target) || baselines.has(target.label));
 }
 
 /** A target must answer the page itself (not a redirect or an error) before it is measured. */

@@ -97,6 +97,37 @@ t.test('requests through a running sidecar', async (t) => {
     t.match(JSON.parse(answer.body), { bodyLength: body.length, bodySha256: createHash('sha256').update(body).digest('hex') });
   });
 
+  t.test("the portal's answer reaches the client whole, without its hop-by-hop headers", async (t) => {
+    const answer = await request(url('/hop-by-hop'), { headers: { ...NAVIGATION, cookie: cookieHeader } });
+    t.equal(answer.status, 200);
+    t.equal(answer.statusMessage, 'Fine Thanks');
+    t.equal(answer.body, 'hop-by-hop\n');
+    t.same(answer.headers['set-cookie'], ['portal_a=1; Path=/', 'portal_b=2; Path=/'], 'repeated headers kept in order');
+    t.equal(answer.headers['content-type'], 'text/plain; charset=utf-8');
+    t.equal(answer.headers['x-portal-hop'], undefined, 'a header the portal named in Connection is dropped');
+    t.equal(answer.headers.trailer, undefined);
+    t.not(answer.headers.connection, 'X-Portal-Hop', "the sidecar's own connection handling");
+  });
+
+  t.test('hop-by-hop request headers stop at the sidecar, and cannot take its own headers away', async (t) => {
+    const headers = { ...JSON_ACCEPT, cookie: cookieHeader, connection: 'keep-alive, X-Client-Hop, X-Forwarded-User, Host', 'x-client-hop': 'next hop only', 'keep-alive': 'timeout=9', te: 'trailers', 'proxy-connection': 'keep-alive' };
+    const answer = await request(url('/echo'), { headers });
+    t.equal(answer.status, 200);
+    const received = lastPortalRequest().headers;
+    for (const name of ['x-client-hop', 'keep-alive', 'te', 'proxy-connection']) t.equal(received[name], undefined, `${name} not passed on`);
+    t.not(received.connection, headers.connection);
+    t.equal(received['x-forwarded-user'], 'alice', "the sidecar's identity header stays");
+    t.equal(received.host, new URL(stack.sidecar.url).host, "the client's Host stays");
+  });
+
+  t.test('a request that expects 100-continue is forwarded like any other', async (t) => {
+    const body = randomBytes(64 * 1024);
+    const answer = await request(url('/echo'), { method: 'PUT', headers: { ...JSON_ACCEPT, cookie: cookieHeader, expect: '100-continue' }, body });
+    t.equal(answer.status, 200);
+    t.match(JSON.parse(answer.body), { method: 'PUT', bodyLength: body.length, bodySha256: createHash('sha256').update(body).digest('hex') });
+    t.equal(lastPortalRequest().headers.expect, undefined, 'the sidecar answered the 100 itself');
+  });
+
   t.test('X-Forwarded-For/-Proto/-Host and X-Request-Id go to the portal', async (t) => {
     await request(url('/echo'), { headers: { ...JSON_ACCEPT, cookie: cookieHeader, 'x-forwarded-for': '203.0.113.9', 'x-request-id': 'req-123', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'evil.example' } });
     const received = lastPortalRequest().headers;

@@ -3,6 +3,9 @@ import http from 'node:http';
 /** A response read whole. */
 export interface HttpAnswer {
   status: number;
+  statusMessage: string;
+  /** Header names and values as received, duplicates kept. */
+  rawHeaders: string[];
   headers: http.IncomingHttpHeaders;
   body: string;
   /** The cookies set, name → value. */
@@ -27,7 +30,7 @@ export function request(
       res.on('data', (chunk: Buffer) => chunks.push(chunk));
       res.on('error', reject);
       res.on('end', () =>
-        resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks).toString('utf8'), cookies: cookiesOf(res.headers) }),
+        resolve({ status: res.statusCode!, statusMessage: res.statusMessage!, rawHeaders: res.rawHeaders, headers: res.headers, body: Buffer.concat(chunks).toString('utf8'), cookies: cookiesOf(res.headers) }),
       );
     });
     req.on('error', reject);

@@ -15,6 +15,8 @@ import { escapeHtml, htmlPage } from './html.js';
  * - `/ws` accepts a WebSocket upgrade and echoes the raw bytes it receives (frames stay masked, so
  *   it suits byte-level tests rather than a browser's WebSocket),
  * - `/1k` answers exactly 1024 bytes of HTML (benchmark),
+ * - `/hop-by-hop` answers with its own status text, two cookies and connection-level headers (a
+ *   proxy must drop those),
  * - anything else: the "Legacy portal" page (HTML, or JSON for `Accept: application/json`).
  */
 
@@ -131,11 +133,26 @@ function route(req: IncomingMessage, res: ServerResponse, entry: RecordedRequest
       return streamKibibytes(res, boundedInteger(searchParams.get('kb'), MAX_KIB));
     case '/1k':
       return send(res, 200, 'text/html; charset=utf-8', ONE_KIB_PAGE);
+    case '/hop-by-hop':
+      return sendWithHopByHopHeaders(res);
     case '/ws':
       return send(res, 426, 'text/plain; charset=utf-8', 'WebSocket upgrade required\n', { upgrade: 'websocket' });
     default:
       return sendPortalPage(req, res, entry);
   }
+}
+
+function sendWithHopByHopHeaders(res: ServerResponse): void {
+  res.writeHead(200, 'Fine Thanks', [
+    'Set-Cookie', 'portal_a=1; Path=/',
+    'Set-Cookie', 'portal_b=2; Path=/',
+    'X-Portal-Hop', 'only for the next hop',
+    'Connection', 'X-Portal-Hop',
+    'Keep-Alive', 'timeout=5',
+    'Trailer', 'X-Checksum',
+    'Content-Type', 'text/plain; charset=utf-8',
+  ]);
+  res.end('hop-by-hop\n');
 }
 
 function answerAfter(res: ServerResponse, ms: number): void {
