@@ -9,6 +9,11 @@ export interface IdpTokenSettings {
   requiredRoles: readonly string[];
 }
 
+/** Tests shorten the refetch cooldown to show a rotation without waiting; production keeps jose's 30 s. */
+export interface IdpTokenOptions {
+  jwksCooldownMs?: number;
+}
+
 export type IdpTokenResult = { ok: true; clientId: string; roles: string[]; expiresAtSeconds: number } | { ok: false; refusal: Refusal; clientId?: string };
 
 /** Asymmetric algorithms only: an IdP token is never verified with a shared secret. */
@@ -28,7 +33,9 @@ export class IdpTokenVerifier {
   constructor(
     private readonly settings: IdpTokenSettings,
     private readonly clock: Clock,
-    private readonly onDiscoveryError: (error: unknown) => void,
+    /** Told why the provider's keys could not be loaded: discovery or the JWKS fetch failed. */
+    private readonly onKeysError: (error: unknown) => void,
+    private readonly options: IdpTokenOptions = {},
   ) {}
 
   get issuer(): string {
@@ -39,8 +46,18 @@ export class IdpTokenVerifier {
     const keys = await this.#keySet();
     if (!keys) return { ok: false, refusal: refusals.idpUnavailable };
     let payload: JWTPayload;
+    // A key set that cannot be fetched (the JWKS endpoint is down, say) is the provider's fault, not the token's.
+    let keysFailed = false;
+    const getKey: JWTVerifyGetKey = async (header, jws) => {
+      try {
+        return await keys(header, jws);
+      } catch (error) {
+        keysFailed = !(error instanceof errors.JWKSNoMatchingKey || error instanceof errors.JWKSMultipleMatchingKeys);
+        throw error;
+      }
+    };
     try {
-      ({ payload } = await jwtVerify(token, keys, {
+      ({ payload } = await jwtVerify(token, getKey, {
         issuer: this.settings.issuer,
         audience: this.settings.audience,
         algorithms: ALGORITHMS,
@@ -48,6 +65,10 @@ export class IdpTokenVerifier {
         requiredClaims: ['exp'],
       }));
     } catch (error) {
+      if (keysFailed) {
+        this.onKeysError(error);
+        return { ok: false, refusal: refusals.idpUnavailable };
+      }
       const { code, message } = error instanceof errors.JOSEError ? error : { code: 'invalid_token', message: 'the token is not acceptable' };
       return { ok: false, refusal: refusals.rejected(code, message) };
     }
@@ -65,23 +86,23 @@ export class IdpTokenVerifier {
 
   /** The provider's key set, found once by discovery; a failed discovery is retried on the next token. */
   async #keySet(): Promise<JWTVerifyGetKey | undefined> {
-    this.#keys ??= discoverKeySet(this.settings.issuer);
+    this.#keys ??= discoverKeySet(this.settings.issuer, { ...JWKS_OPTIONS, cooldownDuration: this.options.jwksCooldownMs ?? JWKS_OPTIONS.cooldownDuration });
     try {
       return await this.#keys;
     } catch (error) {
       this.#keys = undefined;
-      this.onDiscoveryError(error);
+      this.onKeysError(error);
       return undefined;
     }
   }
 }
 
-async function discoverKeySet(issuer: string): Promise<JWTVerifyGetKey> {
+async function discoverKeySet(issuer: string, jwksOptions: typeof JWKS_OPTIONS): Promise<JWTVerifyGetKey> {
   const url = `${issuer.replace(/\/$/, '')}/.well-known/openid-configuration`;
   const response = await fetch(url, { signal: AbortSignal.timeout(DISCOVERY_TIMEOUT_MS), redirect: 'error' });
   if (!response.ok) throw new Error(`${url} answered ${response.status}`);
   const metadata = (await response.json()) as { issuer?: unknown; jwks_uri?: unknown };
   if (metadata.issuer !== issuer) throw new Error(`${url} names another issuer`);
   if (typeof metadata.jwks_uri !== 'string' || !isHttpsOrLoopback(metadata.jwks_uri)) throw new Error(`${url} names no usable jwks_uri`);
-  return createRemoteJWKSet(new URL(metadata.jwks_uri), JWKS_OPTIONS);
+  return createRemoteJWKSet(new URL(metadata.jwks_uri), jwksOptions);
 }

@@ -1,0 +1,154 @@
+import { createServer } from 'node:http';
+import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
+import t, { type Test } from 'tap';
+import { IdpTokenVerifier, type IdpTokenOptions } from '../../src/clients/idp-tokens.js';
+import { bearerRefusals } from '../../src/clients/reasons.js';
+import { listen, stopServer } from '../support/free-port.js';
+
+// Key rotation at the identity provider (issue 3), through real HTTP: a small provider of our own
+// serves discovery and a JWKS whose keys each test changes while the verifier runs.
+
+const AUDIENCE = 'urn:portal:api';
+const noMatchingKey = bearerRefusals.rejected('ERR_JWKS_NO_MATCHING_KEY', 'no applicable key found in the JSON Web Key Set');
+/** No cooldown between refetches, so that a rotation shows without waiting jose's 30 s. */
+const NO_COOLDOWN: IdpTokenOptions = { jwksCooldownMs: 0 };
+
+interface SigningKey {
+  kid: string;
+  privateKey: CryptoKey;
+  publicJwk: JWK;
+}
+
+async function signingKey(kid: string): Promise<SigningKey> {
+  const { privateKey, publicKey } = await generateKeyPair('ES256');
+  return { kid, privateKey, publicJwk: { ...(await exportJWK(publicKey)), kid, alg: 'ES256', use: 'sig' } };
+}
+
+interface Provider {
+  issuer: string;
+  /** The keys `/jwks` lists now. */
+  published: SigningKey[];
+  /** `/jwks` answers 503 instead. */
+  jwksFailing: boolean;
+  readonly requests: { discovery: number; jwks: number };
+  stop(): Promise<void>;
+  restart(): Promise<void>;
+  token(key: SigningKey, clientId?: string): Promise<string>;
+}
+
+async function startProvider(t: Test): Promise<Provider> {
+  const requests = { discovery: 0, jwks: 0 };
+  const server = createServer((req, res) => {
+    const json = (status: number, body: unknown) => res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+    if (req.url === '/.well-known/openid-configuration') {
+      requests.discovery++;
+      json(200, { issuer: provider.issuer, jwks_uri: `${provider.issuer}/jwks` });
+    } else if (req.url === '/jwks') {
+      requests.jwks++;
+      if (provider.jwksFailing) json(503, { error: 'temporarily_unavailable' });
+      else json(200, { keys: provider.published.map((key) => key.publicJwk) });
+    } else json(404, {});
+  });
+  const port = await listen(server, 0, '127.0.0.1');
+  const provider: Provider = {
+    issuer: `http://127.0.0.1:${port}`,
+    published: [],
+    jwksFailing: false,
+    requests,
+    stop: () => stopServer(server),
+    restart: async () => void (await listen(server, port, '127.0.0.1')),
+    token: (key, clientId = 'nightly-job') =>
+      new SignJWT({ client_id: clientId, roles: ['Portal.Api'] })
+        .setProtectedHeader({ alg: 'ES256', kid: key.kid, typ: 'at+jwt' })
+        .setIssuer(provider.issuer)
+        .setAudience(AUDIENCE)
+        .setIssuedAt()
+        .setExpirationTime('5m')
+        .sign(key.privateKey),
+  };
+  t.teardown(() => (server.listening ? stopServer(server) : undefined));
+  return provider;
+}
+
+function verifierFor(provider: Provider, options?: IdpTokenOptions, keyErrors: unknown[] = []): IdpTokenVerifier {
+  return new IdpTokenVerifier({ issuer: provider.issuer, audience: AUDIENCE, requiredRoles: ['Portal.Api'] }, Date.now, (error) => keyErrors.push(error), options);
+}
+
+t.test('one fetch of the key set serves many verifications', async (t) => {
+  const provider = await startProvider(t);
+  const a = await signingKey('key-a');
+  provider.published = [a];
+  const verifier = verifierFor(provider);
+  for (let i = 0; i < 20; i++) {
+    t.match(await verifier.verify(await provider.token(a, `job-${i}`)), { ok: true, clientId: `job-${i}` });
+  }
+  t.same(provider.requests, { discovery: 1, jwks: 1 });
+});
+
+t.test('the provider rotates to a new key: its first token fetches the key set again and is accepted', async (t) => {
+  const provider = await startProvider(t);
+  const [a, b] = await Promise.all([signingKey('key-a'), signingKey('key-b')]);
+  provider.published = [a];
+  const verifier = verifierFor(provider, NO_COOLDOWN);
+  t.match(await verifier.verify(await provider.token(a)), { ok: true });
+  t.equal(provider.requests.jwks, 1);
+
+  provider.published = [a, b];
+  t.match(await verifier.verify(await provider.token(b)), { ok: true, clientId: 'nightly-job' }, 'an unknown kid fetches the key set again');
+  t.equal(provider.requests.jwks, 2);
+  for (const key of [a, b, b, a]) t.match(await verifier.verify(await provider.token(key)), { ok: true });
+  t.equal(provider.requests.jwks, 2, 'known keys, old and new, need no further fetch');
+});
+
+t.test('a retired key is refused once the key set is fetched again; a kid the provider never published is refused', async (t) => {
+  const provider = await startProvider(t);
+  const [a, b, stranger] = await Promise.all([signingKey('key-a'), signingKey('key-b'), signingKey('key-x')]);
+  provider.published = [a, b];
+  const verifier = verifierFor(provider, NO_COOLDOWN);
+  t.match(await verifier.verify(await provider.token(a)), { ok: true });
+
+  provider.published = [b];
+  t.match(await verifier.verify(await provider.token(a)), { ok: true }, 'the cached key set still holds the retired key: nothing made it fetch again yet');
+  t.equal(provider.requests.jwks, 1);
+
+  t.same(await verifier.verify(await provider.token(stranger)), { ok: false, refusal: noMatchingKey }, 'an unknown kid, unknown after the refetch too');
+  t.equal(provider.requests.jwks, 2, 'the unknown kid fetched the key set again');
+
+  t.same(await verifier.verify(await provider.token(a)), { ok: false, refusal: noMatchingKey }, 'the retired key, gone from the refreshed key set');
+  t.match(await verifier.verify(await provider.token(b)), { ok: true });
+});
+
+t.test('with the production cooldown, unknown kids fetch the key set at most once per 30 s', async (t) => {
+  const provider = await startProvider(t);
+  const [a, b] = await Promise.all([signingKey('key-a'), signingKey('key-b')]);
+  provider.published = [a];
+  const verifier = verifierFor(provider);
+  t.match(await verifier.verify(await provider.token(a)), { ok: true });
+
+  provider.published = [a, b];
+  for (let i = 0; i < 5; i++) t.same(await verifier.verify(await provider.token(b)), { ok: false, refusal: noMatchingKey }, 'within 30 s of the last fetch');
+  t.equal(provider.requests.jwks, 1, 'a flood of unknown kids does not reach the provider');
+});
+
+t.test('the key set cannot be fetched during a rotation: refused as idp_unavailable, said why, recovered afterwards', async (t) => {
+  const provider = await startProvider(t);
+  const [a, b] = await Promise.all([signingKey('key-a'), signingKey('key-b')]);
+  provider.published = [a];
+  const keyErrors: unknown[] = [];
+  const verifier = verifierFor(provider, NO_COOLDOWN, keyErrors);
+  t.match(await verifier.verify(await provider.token(a)), { ok: true });
+  provider.published = [a, b];
+
+  const tokenB = await provider.token(b);
+  provider.jwksFailing = true;
+  t.same(await verifier.verify(tokenB), { ok: false, refusal: bearerRefusals.idpUnavailable }, 'the JWKS endpoint answers 503');
+  await provider.stop();
+  t.same(await verifier.verify(tokenB), { ok: false, refusal: bearerRefusals.idpUnavailable }, 'the provider is down');
+  t.equal(keyErrors.length, 2, 'each failed fetch is reported');
+  t.match(await verifier.verify(await provider.token(a)), { ok: true }, 'a key already cached still verifies meanwhile');
+
+  await provider.restart();
+  provider.jwksFailing = false;
+  t.match(await verifier.verify(tokenB), { ok: true }, 'the provider is back');
+  t.equal(provider.requests.discovery, 1, 'discovery is not repeated');
+});
