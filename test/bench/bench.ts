@@ -1,11 +1,13 @@
+import { existsSync } from 'node:fs';
 import os from 'node:os';
+import { delimiter, join } from 'node:path';
 import { request } from '../support/http.js';
 import { startRedis } from '../support/redis.js';
 import { signIn, startStack } from '../support/stack.js';
 import { runInChild, startServerChild, type ServerChild } from './children.js';
-import type { LoadInput, LoadResult } from './load-process.js';
+import type { Loader, LoadInput, LoadResult } from './load-process.js';
 import { prepareMachineClient } from './machine-clients.js';
-import { findRedisServer, memoryOf, startCpuMeter, type WatchedProcess } from './proc.js';
+import { chooseCpuPlacement, findRedisServer, memoryOf, startCpuMeter, type CpuPlacement, type WatchedProcess } from './proc.js';
 import { summarizeProfile } from './profile.js';
 import { recordingMicrosecondsPerRequest } from './recording-cost.js';
 import { cpuPerRequest, formatTable, formatVerdicts, formatWarnings, type Measurement } from './report.js';
@@ -36,6 +38,7 @@ interface Settings {
   profileDir?: string;
   /** Words of BENCH_ONLY; empty: every target. */
   only: string[];
+  loader: Loader;
 }
 
 /** The machine-client paths' throughput target against the bare proxy (their issue's). */
@@ -65,8 +68,9 @@ interface Deployment {
 
 async function main(): Promise<void> {
   const settings = readSettings();
-  console.log(describeSetup(settings));
-  const deployment = await startDeployment();
+  const placement = await chooseCpuPlacement();
+  console.log(describeSetup(settings, placement));
+  const deployment = await startDeployment(placement);
   try {
     const targets = selectTargets(deployment.targets, settings.only);
     for (const target of targets) await preflight(target);
@@ -90,15 +94,26 @@ function readSettings(): Settings {
     rounds: Math.max(1, Math.round(number('BENCH_ROUNDS', 1))),
     profileDir: process.env.BENCH_PROFILE === '1' ? (process.env.BENCH_PROFILE_DIR ?? '/tmp/oidc-sidecar-profile') : undefined,
     only: (process.env.BENCH_ONLY ?? '').split(',').map((word) => word.trim()).filter(Boolean),
+    loader: chooseLoader(process.env.BENCH_LOADER),
   };
 }
 
-function describeSetup(settings: Settings): string {
+function chooseLoader(wanted: string | undefined): Loader {
+  if (wanted === 'wrk' || wanted === 'autocannon') return wanted;
+  if (wanted) throw new Error('BENCH_LOADER must be wrk or autocannon');
+  const onPath = (process.env.PATH ?? '').split(delimiter).some((dir) => dir && existsSync(join(dir, 'wrk')));
+  return onPath ? 'wrk' : 'autocannon';
+}
+
+function describeSetup(settings: Settings, placement: CpuPlacement | undefined): string {
   const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
+  const pinning = placement
+    ? `proxies pinned to CPU ${placement.proxies}, load generator, portal and Redis to CPU ${placement.others}`
+    : 'nothing pinned to a CPU (one CPU, no taskset, or BENCH_PIN=0)';
   return (
     `node ${process.version}, ${os.cpus().length} × ${cpu}; GET ${PAGE} (${PAGE_BYTES} bytes), ` +
-    `${settings.connections} connections, ${settings.warmupSeconds} s warm-up + ${settings.seconds} s measured per target, ` +
-    `${settings.rounds} round(s)`
+    `${settings.loader} with ${settings.connections} connections, ${settings.warmupSeconds} s warm-up + ${settings.seconds} s measured per target, ` +
+    `${settings.rounds} round(s); ${pinning}`
   );
 }
 
@@ -111,7 +126,7 @@ interface Stoppable {
  * (used only to sign in) come from the test stack; the measured sidecar is a second replica in its
  * own process, sharing the stack's configuration, Redis and secret.
  */
-async function startDeployment(): Promise<Deployment> {
+async function startDeployment(placement: CpuPlacement | undefined): Promise<Deployment> {
   const started: Stoppable[] = [];
   const stop = async () => {
     for (const part of started.reverse()) await part.stop().catch((error: unknown) => console.error('stopping failed:', error));
@@ -119,7 +134,7 @@ async function startDeployment(): Promise<Deployment> {
   const keep = <T extends Stoppable>(part: T): T => (started.push(part), part);
   try {
     const portal = keep(await startServerChild('./portal-process.ts', {}));
-    const bareProxy = keep(await startServerChild('./bare-proxy-process.ts', { target: portal.url }));
+    const bareProxy = keep(await startServerChild('./bare-proxy-process.ts', { target: portal.url }, placement?.proxies));
     const redis = keep(await startRedis());
     const machineClient = keep(await prepareMachineClient(PAGE));
     const stack = keep(await startStack({ config: { session: { store: 'redis' }, redis: { url: redis.url }, upstream: { url: portal.url }, ...machineClient.config } }));
@@ -128,7 +143,7 @@ async function startDeployment(): Promise<Deployment> {
       certificate: { 'x-clientcertificate-token': machineClient.certificateToken },
       bearer: { authorization: `Bearer ${await machineClient.bearerToken(stack.sidecar.url)}` },
     };
-    const sidecar = keep(await startServerChild('./sidecar-process.ts', stack.config));
+    const sidecar = keep(await startServerChild('./sidecar-process.ts', stack.config, placement?.proxies));
     const redisServer = await findRedisServer(redis.port);
     return { targets: benchTargets({ portal, bareProxy, sidecar, cookieHeader, machineHeaders, redisServer }), stop };
   } catch (error) {
@@ -209,7 +224,7 @@ async function measure(target: Target, settings: Settings, round: number): Promi
 }
 
 function load(target: Target, settings: Settings, seconds: number): Promise<LoadResult> {
-  const input: LoadInput = { url: target.url, headers: target.headers ?? {}, connections: settings.connections, seconds };
+  const input: LoadInput = { url: target.url, headers: target.headers ?? {}, connections: settings.connections, seconds, loader: settings.loader };
   return runInChild<LoadResult>('./load-process.ts', input, seconds * 1000 + 30_000);
 }
 

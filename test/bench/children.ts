@@ -1,4 +1,4 @@
-import { fork, type ChildProcess } from 'node:child_process';
+import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { startProfiling, type StopProfiling } from './profile.js';
@@ -34,8 +34,8 @@ const STOP_TIMEOUT_MS = 10_000;
 const OUTPUT_LINES_KEPT = 50;
 
 /** Starts `script` (a file of this folder) in a child process and waits until its server listens. */
-export async function startServerChild(script: string, input: unknown): Promise<ServerChild> {
-  const child = forkScript(script);
+export async function startServerChild(script: string, input: unknown, cpus?: string): Promise<ServerChild> {
+  const child = forkScript(script, cpus);
   const output = keepOutput(child);
   const url = String(await ask(child, { input }, 'ready', START_TIMEOUT_MS));
   return {
@@ -49,8 +49,8 @@ export async function startServerChild(script: string, input: unknown): Promise<
 }
 
 /** Runs `script` in a child process with `input` and resolves with what it answered. */
-export async function runInChild<T>(script: string, input: unknown, timeoutMs: number): Promise<T> {
-  const child = forkScript(script);
+export async function runInChild<T>(script: string, input: unknown, timeoutMs: number, cpus?: string): Promise<T> {
+  const child = forkScript(script, cpus);
   try {
     return (await ask(child, { input }, 'result', timeoutMs)) as T;
   } finally {
@@ -58,9 +58,13 @@ export async function runInChild<T>(script: string, input: unknown, timeoutMs: n
   }
 }
 
-function forkScript(script: string): ChildProcess {
+/** `cpus` (a `taskset` CPU list such as `0` or `1-3`) confines the child, all its threads, to those CPUs. */
+function forkScript(script: string, cpus?: string): ChildProcess {
   const path = fileURLToPath(new URL(script, import.meta.url));
-  return fork(path, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'pipe', 'inherit', 'ipc'] });
+  const execArgv = ['--import', 'tsx'];
+  const stdio: ['ignore', 'pipe', 'inherit', 'ipc'] = ['ignore', 'pipe', 'inherit', 'ipc'];
+  if (cpus === undefined) return fork(path, [], { execArgv, stdio });
+  return spawn('taskset', ['--cpu-list', cpus, process.execPath, ...execArgv, path], { stdio });
 }
 
 function keepOutput(child: ChildProcess): string[] {

@@ -1,4 +1,7 @@
+import { execFile } from 'node:child_process';
 import { readdir, readFile } from 'node:fs/promises';
+import os from 'node:os';
+import { promisify } from 'node:util';
 import type { Memory } from './report.js';
 
 /** What the benchmark reads about its processes from /proc (Linux; elsewhere the figures are left out). */
@@ -54,4 +57,31 @@ export async function memoryOf(pid: number): Promise<Memory | undefined> {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Where the benchmark's processes run, so that each proxy under test has one core of its own:
+ * the proxies on CPU 0, everything else (load generator, portal, Redis, identity provider) on the
+ * other CPUs. Undefined — nothing pinned — with one CPU, without `taskset`, or with BENCH_PIN=0.
+ */
+export interface CpuPlacement {
+  proxies: string;
+  others: string;
+}
+
+export async function chooseCpuPlacement(): Promise<CpuPlacement | undefined> {
+  const cpus = os.availableParallelism();
+  if (cpus < 2 || process.env.BENCH_PIN === '0') return undefined;
+  const placement = { proxies: '0', others: cpus === 2 ? '1' : `1-${cpus - 1}` };
+  try {
+    await pin(process.pid, placement.others);
+    return placement;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Confines a running process, every thread of it, to `cpus`. */
+export async function pin(pid: number, cpus: string): Promise<void> {
+  await promisify(execFile)('taskset', ['--all-tasks', '--cpu-list', '--pid', cpus, String(pid)]);
 }
