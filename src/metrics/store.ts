@@ -77,6 +77,11 @@ export class InstrumentedStore implements KeyValueStore {
     return this.timer.time('get_cached', () => this.inner.getCached(key));
   }
 
+  /** Not timed: no I/O, so not a store operation. */
+  peek(key: string): Buffer | null | undefined {
+    return this.inner.peek(key);
+  }
+
   take(key: string): Promise<Buffer | null> {
     return this.timer.time('take', () => this.inner.take(key));
   }

@@ -1,7 +1,7 @@
 import http from 'node:http';
 import type { Duplex } from 'node:stream';
 import httpProxy from 'http-proxy';
-import { endToEndHeaders } from './hop-by-hop.js';
+import { endToEndHeaders } from './portal-headers.js';
 
 /** Why a request to the portal failed: each has its own page and metric label. */
 export type UpstreamFailure = 'refused' | 'timeout' | 'reset';

@@ -9,6 +9,18 @@ import { requestAuditFields, type Services } from './services.js';
 const TOKEN_EXPIRY_LEEWAY_MS = 5_000;
 
 /**
+ * The browser session of `req` when it can be told without waiting — the usual case: no cookie, a
+ * bad one, or a current session whose record the store holds locally and whose tokens are not due.
+ * Undefined when `authenticateSession` must be awaited.
+ */
+export function authenticateSessionNow(services: Services, req: IncomingMessage): Session | null | undefined {
+  const resumed = services.sessions.resumeNow(services.cookies.readSession(req));
+  if (!resumed) return undefined;
+  if (!resumed.ok) return null;
+  return tokensDue(resumed.session, services.clock()) ? undefined : resumed.session;
+}
+
+/**
  * The browser session of `req`, with its tokens renewed when they are due, or null when there is
  * none: no cookie, a tampered or unknown one, an ended session, or tokens that expired and could
  * not be renewed. Never throws for a bad cookie: a bad cookie means "sign in".

@@ -7,11 +7,17 @@ import { requestAuditFields, type Services } from './services.js';
 
 const MAX_CLIENT_BODY_BYTES = 16 * 1024;
 
-export type MachineClientCheck = { status: 'absent' | 'refused' } | { status: 'authenticated'; clientId: string };
+export type MachineClientCheck =
+  | { status: 'absent' | 'refused' }
+  /** `headers`: the client's identity headers for the portal, which must not get its credential (MACHINE_CREDENTIAL_HEADERS). */
+  | { status: 'authenticated'; clientId: string; headers: Readonly<Record<string, string>> };
+
+/** The headers a machine credential comes in: the portal never gets them. */
+export const MACHINE_CREDENTIAL_HEADERS: readonly string[] = ['authorization', CERTIFICATE_TOKEN_HEADER];
 
 /**
  * Pipeline step 4 (DESIGN.md §1): the request's machine credential. When it is valid, the request
- * carries the client's identity headers instead of the credential, and is ready for the portal.
+ * goes to the portal with the client's identity headers instead of the credential.
  * `refused`: every credential it carried failed; each precise reason is audited, and the caller
  * answers with `sendInvalidClient` — the same answer for every cause.
  */
@@ -29,10 +35,7 @@ export async function authenticateMachineClient(services: Services, req: Incomin
   const { identity } = outcome;
   // One audit event per verification, not per request: a verified credential is cached.
   if (outcome.firstUse) services.audit.record({ event: 'api_auth', clientId: identity.clientId, method: identity.method, reason: 'credential verified', ...requestAuditFields(req) });
-  delete req.headers.authorization;
-  delete req.headers[CERTIFICATE_TOKEN_HEADER];
-  Object.assign(req.headers, identityHeaders(services, identity));
-  return { status: 'authenticated', clientId: identity.clientId };
+  return { status: 'authenticated', clientId: identity.clientId, headers: identityHeaders(services, identity) };
 }
 
 /** The one answer to every refused machine credential (the seed's generic message). */

@@ -56,6 +56,8 @@ function hasControlCharacter(text: string): boolean {
 }
 
 function hasDotSegment(path: string): boolean {
+  // Every segment follows a `/` (the path starts with one), so a dot segment needs a `/.`.
+  if (!path.includes('/.')) return false;
   for (const segment of path.split('/')) {
     if (segment === '.' || segment === '..') return true;
   }

@@ -2,12 +2,12 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { CERTIFICATE_TOKEN_HEADER } from '../clients/index.js';
-import { deleteRequestHopByHopHeaders } from '../proxy/hop-by-hop.js';
-import { authenticateSession } from './browser-auth.js';
+import { portalRequestHeaders } from '../proxy/portal-headers.js';
+import { authenticateSession, authenticateSessionNow } from './browser-auth.js';
 import { handleOwnEndpoint, isOwnEndpoint } from './endpoints.js';
 import { normalizeRequestPath } from './paths.js';
 import { safeReturnUrl } from './redirects.js';
-import { authenticateMachineClient, sendInvalidClient } from './machine-client-routes.js';
+import { authenticateMachineClient, MACHINE_CREDENTIAL_HEADERS, sendInvalidClient } from './machine-client-routes.js';
 import { isBrowserNavigation } from './request-kind.js';
 import { ownEndpointRoute, RequestObserver, type ObservedRequest } from './request-observer.js';
 import { acceptsHtml, answerSocket, sendHtml, sendJson, sendUnauthorized } from './responses.js';
@@ -15,18 +15,19 @@ import { REQUEST_ID_HEADER, type Services } from './services.js';
 import { startSignIn } from './sign-in-routes.js';
 
 const VALID_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
 
 /**
  * The request pipeline of the main port (DESIGN.md §1), in order:
- * strip spoofable and hop-by-hop headers → validate the path → own endpoints → public routes → machine credentials →
- * browser session → anonymous (redirect to the provider, or 401).
+ * strip spoofable headers → validate the path → own endpoints → public routes → machine credentials →
+ * browser session → anonymous (redirect to the provider, or 401). What goes to the portal carries the
+ * identity found, never the sidecar's cookies, a verified credential or hop-by-hop headers.
  */
 export function createRequestHandler(services: Services): (req: IncomingMessage, res: ServerResponse) => void {
   const observer = new RequestObserver(services.metrics.http, services.config.log.access ? services.logger.child({ log: 'access' }) : undefined);
 
   async function handle(req: IncomingMessage, res: ServerResponse, observed: ObservedRequest): Promise<void> {
     services.identity.strip(req.headers);
-    deleteRequestHopByHopHeaders(req.headers);
     assignRequestId(req);
     const path = normalizeRequestPath(req.url);
     if (!path.ok) {
@@ -46,15 +47,15 @@ export function createRequestHandler(services: Services): (req: IncomingMessage,
       if (machine.status === 'refused') return sendInvalidClient(res, services.publicOrigin);
       if (machine.status === 'authenticated') {
         observed.clientId = machine.clientId;
-        return forward(req, res);
+        return forward(req, res, machine.headers, MACHINE_CREDENTIAL_HEADERS);
       }
     }
 
-    const session = await authenticateSession(services, req);
+    let session = authenticateSessionNow(services, req);
+    if (session === undefined) session = await authenticateSession(services, req);
     if (session) {
       observed.user = session.user;
-      Object.assign(req.headers, services.identity.forSession(session));
-      return forward(req, res);
+      return forward(req, res, services.identity.forSession(session));
     }
 
     if (isBrowserNavigation(req.method, req.headers, services.apiRoutes.matches(path.normalized))) {
@@ -64,8 +65,8 @@ export function createRequestHandler(services: Services): (req: IncomingMessage,
     return sendUnauthorized(res, services.publicOrigin);
   }
 
-  function forward(req: IncomingMessage, res: ServerResponse): void {
-    services.cookies.stripFromRequest(req);
+  function forward(req: IncomingMessage, res: ServerResponse, added = NO_HEADERS, removed?: readonly string[]): void {
+    req.headers = portalRequestHeaders(req.headers, { cookie: services.cookies.withoutOwn(req.headers.cookie), added, removed });
     services.upstream.web(req, res);
   }
 
@@ -88,12 +89,15 @@ export function createUpgradeHandler(services: Services): (req: IncomingMessage,
     if (!path.ok || isOwnEndpoint(services, path.normalized)) return refuseUpgrade(socket, 400, 'Bad Request');
     const machine = services.publicRoutes.matches(path.normalized) ? undefined : await authenticateMachineClient(services, req, path.normalized);
     if (machine?.status === 'refused') return refuseUpgrade(socket, 401, 'Unauthorized');
+    const verified = machine?.status === 'authenticated';
+    let added = verified ? machine.headers : NO_HEADERS;
     if (machine?.status === 'absent') {
       const session = await authenticateSession(services, req);
       if (!session) return refuseUpgrade(socket, 401, 'Unauthorized');
-      Object.assign(req.headers, services.identity.forSession(session));
+      added = services.identity.forSession(session);
     }
-    services.cookies.stripFromRequest(req);
+    const cookie = services.cookies.withoutOwn(req.headers.cookie);
+    req.headers = portalRequestHeaders(req.headers, { cookie, added, removed: verified ? MACHINE_CREDENTIAL_HEADERS : undefined, upgrade: true });
     services.upstream.ws(req, socket, head);
   }
 

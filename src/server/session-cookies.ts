@@ -13,6 +13,8 @@ export class SessionCookies {
   readonly #sessionAttributes: CookieAttributes;
   readonly #bindingAttributes: CookieAttributes;
   readonly #ownNames: readonly string[];
+  /** `name=`: a Cookie header holding only the session cookie starts with it. */
+  readonly #sessionPrefix: string;
 
   constructor(config: Config) {
     const cookie = config.session.cookie;
@@ -20,6 +22,7 @@ export class SessionCookies {
     this.name = cookie.name;
     this.bindingName = `${cookie.name}_csrf`;
     this.#ownNames = [this.name, this.bindingName];
+    this.#sessionPrefix = `${this.name}=`;
     this.#sessionAttributes = {
       path: '/',
       domain: cookie.domain,
@@ -56,12 +59,10 @@ export class SessionCookies {
     return serializeCookie(this.bindingName, value, this.#bindingAttributes);
   }
 
-  /** Removes both cookies from the request before it goes to the portal. */
-  stripFromRequest(req: IncomingMessage): void {
-    const header = req.headers.cookie;
-    if (!header?.includes(this.name)) return;
-    const remaining = withoutCookies(header, this.#ownNames);
-    if (remaining) req.headers.cookie = remaining;
-    else delete req.headers.cookie;
+  /** The Cookie header for the portal: the client's without the sidecar's two cookies; undefined when none is left. */
+  withoutOwn(header: string | undefined): string | undefined {
+    if (!header?.includes(this.name)) return header;
+    if (!header.includes(';') && header.startsWith(this.#sessionPrefix)) return undefined;
+    return withoutCookies(header, this.#ownNames) || undefined;
   }
 }

@@ -48,6 +48,10 @@ export class MemoryStore implements KeyValueStore {
     return this.get(key);
   }
 
+  peek(key: string): Buffer | null {
+    return this.#value(key);
+  }
+
   async get(key: string): Promise<Buffer | null> {
     return this.#value(key);
   }

@@ -120,6 +120,10 @@ export class RedisStore implements KeyValueStore {
     return this.#cache ? this.#cache.get(key, () => this.get(key)) : this.get(key);
   }
 
+  peek(key: string): Buffer | undefined {
+    return this.#cache?.peek(key);
+  }
+
   take(key: string): Promise<Buffer | null> {
     this.#cache?.forget(key);
     return this.#bounded(this.#client.getdelBuffer(key));

@@ -25,9 +25,12 @@ export interface SessionHandle {
   readonly [opaque]: true;
 }
 
+type NoSession = { ok: false; reason: 'absent' | 'invalid' | 'unknown' };
+type Resumed = { ok: true; session: Session; handle: SessionHandle };
+
 export type ResumeResult =
-  | { ok: true; session: Session; handle: SessionHandle }
-  | { ok: false; reason: 'absent' | 'invalid' | 'unknown' }
+  | Resumed
+  | NoSession
   /** The session reached its absolute lifetime: it has just been ended. */
   | { ok: false; reason: 'expired'; session: Session };
 
@@ -39,15 +42,28 @@ interface HandleState {
   sealed: Buffer;
 }
 
+interface DecodedCookie {
+  readonly ticket: Ticket;
+  readonly storeKey: string;
+}
+
+/** A session past its absolute lifetime, found while resuming: it must be ended. */
+interface Expired {
+  ok: false;
+  reason: 'expired';
+  session: Session;
+  handle: SessionHandle;
+}
+
 interface CacheEntry {
   readonly sealed: Buffer;
   readonly key: Buffer;
   readonly session: Session;
 }
 
-const ABSENT: ResumeResult = { ok: false, reason: 'absent' };
-const INVALID: ResumeResult = { ok: false, reason: 'invalid' };
-const UNKNOWN: ResumeResult = { ok: false, reason: 'unknown' };
+const ABSENT: NoSession = { ok: false, reason: 'absent' };
+const INVALID: NoSession = { ok: false, reason: 'invalid' };
+const UNKNOWN: NoSession = { ok: false, reason: 'unknown' };
 
 const REFRESH_LOCK_TTL_MS = 15_000;
 const LOCK_POLL_MS = 50;
@@ -75,7 +91,7 @@ export class SessionManager {
   readonly #cacheSize: number;
   readonly #cache = new Map<string, CacheEntry>();
   /** Cookie values whose signature was already checked → their ticket and store key. */
-  readonly #decodedCookies = new Map<string, { ticket: Ticket; storeKey: string }>();
+  readonly #decodedCookies = new Map<string, DecodedCookie>();
   /** Store key → when this replica last extended the record's TTL. */
   readonly #extendedAt = new Map<string, number>();
 
@@ -104,22 +120,42 @@ export class SessionManager {
     return { cookieValue: this.#codec.encode(ticket), handle: handleOf(state) };
   }
 
-  /** The session of a cookie value. One store read; the idle TTL is extended in the background. */
+  /**
+   * The session of a cookie value. One store read, none when the store has the record locally; the
+   * idle TTL is extended in the background.
+   */
   async resume(cookieValue: string | undefined): Promise<ResumeResult> {
+    const now = this.resumeNow(cookieValue);
+    if (now) return now;
+    const decoded = this.#decodeCookie(cookieValue!)!;
+    const resumed = this.#resumeRecord(decoded, await this.#store.getCached(decoded.storeKey));
+    if (resumed.ok || resumed.reason !== 'expired') return resumed;
+    await this.end(resumed.handle);
+    return { ok: false, reason: 'expired', session: resumed.session };
+  }
+
+  /**
+   * `resume` without waiting, when that is possible: a missing or invalid cookie, or a record the
+   * store has locally (the hot path). Undefined when the store must be read, or an expired session
+   * ended: then `resume`.
+   */
+  resumeNow(cookieValue: string | undefined): ResumeResult | undefined {
     if (!cookieValue) return ABSENT;
     const decoded = this.#decodeCookie(cookieValue);
     if (!decoded) return INVALID;
-    const { ticket, storeKey } = decoded;
-    const sealed = await this.#store.getCached(storeKey);
+    const sealed = this.#store.peek(decoded.storeKey);
+    if (sealed === undefined) return undefined;
+    const resumed = this.#resumeRecord(decoded, sealed);
+    return resumed.ok || resumed.reason !== 'expired' ? resumed : undefined;
+  }
+
+  #resumeRecord({ ticket, storeKey }: DecodedCookie, sealed: Buffer | null): Resumed | NoSession | Expired {
     if (!sealed) return UNKNOWN;
     const session = this.#open(storeKey, ticket, sealed);
     if (!session) return INVALID;
     const handle = handleOf({ ticket, storeKey, session, sealed });
     const now = this.#clock();
-    if (now >= session.expiresAt) {
-      await this.end(handle);
-      return { ok: false, reason: 'expired', session };
-    }
+    if (now >= session.expiresAt) return { ok: false, reason: 'expired', session, handle };
     this.#extendLazily(storeKey, session, now);
     return { ok: true, session, handle };
   }
@@ -184,7 +220,7 @@ export class SessionManager {
   }
 
   /** The ticket of a cookie value, its signature checked once per value (then remembered, bounded). */
-  #decodeCookie(cookieValue: string): { ticket: Ticket; storeKey: string } | null {
+  #decodeCookie(cookieValue: string): DecodedCookie | null {
     const known = this.#decodedCookies.get(cookieValue);
     if (known) return known;
     const ticket = this.#codec.decode(cookieValue);

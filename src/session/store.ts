@@ -19,6 +19,11 @@ export interface KeyValueStore {
    * the key changes, is deleted or expires anywhere (the hot path's read: one per proxied request).
    */
   getCached(key: string): Promise<Buffer | null>;
+  /**
+   * What `getCached` would answer, when the store can tell without any I/O (the memory store, or the
+   * Redis store's local copy); undefined when only `getCached` can tell. Lets the hot path skip a wait.
+   */
+  peek(key: string): Buffer | null | undefined;
   /** Reads and deletes `key` in one atomic step: of two concurrent callers, only one gets the value. */
   take(key: string): Promise<Buffer | null>;
   /** Sets a new time-to-live on an existing key; no effect when the key is absent. */

@@ -72,9 +72,15 @@ export class TrackedReadCache {
 
   /** The value of `key`: the local copy when there is one, else `read()` (whose result may be kept). */
   get(key: string, read: () => Promise<Buffer | null>): Promise<Buffer | null> {
-    const entry = this.#entries.get(key);
-    if (entry && this.#clock() - entry.readAt < this.#maxAgeMs) return Promise.resolve(entry.value);
+    const copy = this.peek(key);
+    if (copy) return Promise.resolve(copy);
     return this.#tracking ? this.#readAndKeep(key, read) : read();
+  }
+
+  /** The local copy of `key`, if there is a current one. */
+  peek(key: string): Buffer | undefined {
+    const entry = this.#entries.get(key);
+    return entry && this.#clock() - entry.readAt < this.#maxAgeMs ? entry.value : undefined;
   }
 
   /** Reads, and keeps the value unless the key was invalidated (or a connection closed) meanwhile. */

@@ -14,16 +14,19 @@ import { cpuPerRequest, formatTable, formatVerdicts, formatWarnings, type Measur
 
 /**
  * `npm run bench`: the same 1 KiB portal page fetched directly, through a bare http-proxy and through
- * the sidecar with a Redis-backed session, on loopback. Each server and the load generator
- * (autocannon) run in their own process. Reports figures and PASS/MISS against the targets; exits 0
- * unless something crashed.
+ * the sidecar (Redis-backed session, client-certificate token, sidecar bearer token), on loopback.
+ * Each server and the load generator (wrk when installed, else autocannon) run in their own
+ * process; each proxy has a CPU of its own (see CpuPlacement). Reports figures and PASS/MISS against
+ * the targets; exits 0 unless something crashed.
  *
- * Environment: BENCH_SECONDS (measured, default 8), BENCH_WARMUP_SECONDS (2), BENCH_CONNECTIONS (50),
- * BENCH_ROUNDS (1; with more, rounds interleave the targets and each target's median run by req/s is
- * kept), BENCH_PROFILE=1 (every proxy process is CPU-profiled during its measured runs; the profiles go
- * to BENCH_PROFILE_DIR, default /tmp/oidc-sidecar-profile, and a summary is printed; figures taken
- * while profiling are a little lower), BENCH_ONLY (comma-separated words: only the targets whose label
- * contains one of them are measured, plus the baselines they are judged against).
+ * Environment: BENCH_SECONDS (measured, default 8), BENCH_WARMUP_SECONDS (2, first round only),
+ * BENCH_CONNECTIONS (50), BENCH_ROUNDS (1; with more, rounds alternate the order of the targets,
+ * each ratio is taken within a round and its median over the rounds judged, and the table shows each
+ * target's median run by req/s), BENCH_LOADER (wrk or autocannon), BENCH_PIN=0 (no CPU pinning),
+ * BENCH_ONLY (comma-separated words: only the targets whose label contains one of them, plus the
+ * baselines they are judged against), BENCH_PROFILE=1 (every proxy process is CPU-profiled during
+ * its measured runs; the profiles go to BENCH_PROFILE_DIR, default /tmp/oidc-sidecar-profile, and a
+ * summary is printed; figures taken while profiling are a little lower).
  */
 
 const PAGE = '/1k';
@@ -57,6 +60,8 @@ interface Target {
   minRpsRatio?: number;
   /** CPU-profiled with BENCH_PROFILE=1. */
   profile?: boolean;
+  /** Compared with its baseline for information, not judged against a target. */
+  reference?: boolean;
   /** Processes whose CPU use during the measured run is reported (the serving process first). */
   watch: WatchedProcess[];
 }
@@ -74,8 +79,8 @@ async function main(): Promise<void> {
   try {
     const targets = selectTargets(deployment.targets, settings.only);
     for (const target of targets) await preflight(target);
-    const measurements = await measureAll(targets, settings);
-    await printReport(measurements, settings);
+    const rounds = await measureRounds(targets, settings);
+    await printReport(rounds, settings);
   } finally {
     await deployment.stop();
   }
@@ -144,8 +149,10 @@ async function startDeployment(placement: CpuPlacement | undefined): Promise<Dep
       bearer: { authorization: `Bearer ${await machineClient.bearerToken(stack.sidecar.url)}` },
     };
     const sidecar = keep(await startServerChild('./sidecar-process.ts', stack.config, placement?.proxies));
+    const addHeaders = await headersAddedBy(sidecar.url, { cookie: cookieHeader });
+    const bareProxyAddingHeaders = keep(await startServerChild('./bare-proxy-process.ts', { target: portal.url, addHeaders }, placement?.proxies));
     const redisServer = await findRedisServer(redis.port);
-    return { targets: benchTargets({ portal, bareProxy, sidecar, cookieHeader, machineHeaders, redisServer }), stop };
+    return { targets: benchTargets({ portal, bareProxy, bareProxyAddingHeaders, sidecar, cookieHeader, machineHeaders, redisServer }), stop };
   } catch (error) {
     await stop();
     throw error;
@@ -155,13 +162,16 @@ async function startDeployment(placement: CpuPlacement | undefined): Promise<Dep
 function benchTargets(parts: {
   portal: ServerChild;
   bareProxy: ServerChild;
+  bareProxyAddingHeaders: ServerChild;
   sidecar: ServerChild;
   cookieHeader: string;
   machineHeaders: { certificate: Record<string, string>; bearer: Record<string, string> };
   redisServer: WatchedProcess[];
 }): Target[] {
-  const { portal, bareProxy, sidecar, cookieHeader, machineHeaders, redisServer } = parts;
+  const { portal, bareProxy, bareProxyAddingHeaders, sidecar, cookieHeader, machineHeaders, redisServer } = parts;
   const portalProcess = { name: 'portal', pid: portal.pid };
+  // The browser's request is the same whichever proxy is in front of the portal: cookie included.
+  const browserHeaders = { cookie: cookieHeader };
   const throughSidecar = (label: string, headers: Record<string, string>, minRpsRatio?: number): Target => ({
     label,
     minRpsRatio,
@@ -174,11 +184,31 @@ function benchTargets(parts: {
   });
   return [
     { label: 'portal (direct)', url: portal.url + PAGE, server: portal, watch: [portalProcess] },
-    { label: BARE_PROXY, url: bareProxy.url + PAGE, server: bareProxy, profile: true, watch: [{ name: 'proxy', pid: bareProxy.pid }, portalProcess] },
-    throughSidecar('sidecar (Redis session)', { cookie: cookieHeader }),
+    { label: BARE_PROXY, url: bareProxy.url + PAGE, headers: browserHeaders, server: bareProxy, profile: true, watch: [{ name: 'proxy', pid: bareProxy.pid }, portalProcess] },
+    {
+      label: 'bare http-proxy adding the same headers (reference)',
+      url: bareProxyAddingHeaders.url + PAGE,
+      headers: browserHeaders,
+      server: bareProxyAddingHeaders,
+      baseline: BARE_PROXY,
+      reference: true,
+      watch: [{ name: 'proxy', pid: bareProxyAddingHeaders.pid }, portalProcess],
+    },
+    throughSidecar('sidecar (Redis session)', browserHeaders),
     throughSidecar('sidecar (client-certificate token)', machineHeaders.certificate, MACHINE_CLIENT_RPS_RATIO),
     throughSidecar('sidecar (sidecar bearer token)', machineHeaders.bearer, MACHINE_CLIENT_RPS_RATIO),
   ];
+}
+
+/**
+ * The headers the sidecar adds to a request (identity, X-Auth-Method, X-Request-Id, X-Forwarded-*),
+ * as the portal's `/echo` received them: the reference row's proxy adds the same.
+ */
+async function headersAddedBy(sidecarUrl: string, headers: Record<string, string>): Promise<Record<string, string>> {
+  const answer = await request(sidecarUrl + '/echo', { headers: { ...headers, accept: 'application/json' } });
+  if (answer.status !== 200) throw new Error(`${sidecarUrl}/echo answered ${answer.status}`);
+  const received = (JSON.parse(answer.body) as { headers: Record<string, string> }).headers;
+  return Object.fromEntries(Object.entries(received).filter(([name]) => name.startsWith('x-')));
 }
 
 /** The targets named by BENCH_ONLY and the baselines they are judged against, in table order. */
@@ -197,22 +227,29 @@ async function preflight(target: Target): Promise<void> {
   }
 }
 
-async function measureAll(targets: Target[], settings: Settings): Promise<Measurement[]> {
-  const runs = new Map<Target, Measurement[]>(targets.map((target) => [target, []]));
+/**
+ * Every target once per round; rounds alternate the order (ABBA…) so that a machine slowing down
+ * or speeding up meanwhile weighs on both sides of a comparison. Returns each round's measurements.
+ */
+async function measureRounds(targets: Target[], settings: Settings): Promise<Measurement[][]> {
+  const rounds: Measurement[][] = [];
   for (let round = 1; round <= settings.rounds; round++) {
-    for (const target of targets) {
+    const order = round % 2 === 1 ? targets : [...targets].reverse();
+    const byTarget = new Map<Target, Measurement>();
+    for (const target of order) {
       const measurement = await measure(target, settings, round);
       const { result, cpuPercent } = measurement;
       console.log(`round ${round}: ${target.label}: ${result.requestsPerSecond.toFixed(0)} req/s, p99 ${result.p99} ms, ${cpuPerRequest(result, cpuPercent)} CPU µs/req`);
-      runs.get(target)!.push(measurement);
+      byTarget.set(target, measurement);
     }
+    rounds.push(targets.map((target) => byTarget.get(target)!));
   }
-  return targets.map((target) => medianByThroughput(runs.get(target)!));
+  return rounds;
 }
 
-/** A warm-up run, then the measured run (profiled when asked), each from a fresh load process. */
+/** A warm-up run in the first round (processes stay up, so they stay warm), then the measured run (profiled when asked). */
 async function measure(target: Target, settings: Settings, round: number): Promise<Measurement> {
-  if (settings.warmupSeconds > 0) await load(target, settings, settings.warmupSeconds);
+  if (round === 1 && settings.warmupSeconds > 0) await load(target, settings, settings.warmupSeconds);
   const profileFile = settings.profileDir && target.profile ? `${settings.profileDir}/${slug(target.label)}.round${round}.cpuprofile` : undefined;
   if (profileFile) await target.server.startProfile();
   const cpu = await startCpuMeter(target.watch);
@@ -220,7 +257,8 @@ async function measure(target: Target, settings: Settings, round: number): Promi
   const cpuPercent = await cpu();
   if (profileFile) await target.server.stopProfile(profileFile);
   const memory = await memoryOf(target.server.pid);
-  return { label: target.label, result, memory, cpuPercent, baseline: target.baseline, minRpsRatio: target.minRpsRatio, profileFile };
+  const { label, baseline, minRpsRatio, reference } = target;
+  return { label, result, memory, cpuPercent, baseline, minRpsRatio, reference, profileFile };
 }
 
 function load(target: Target, settings: Settings, seconds: number): Promise<LoadResult> {
@@ -241,16 +279,20 @@ function slug(label: string): string {
   return label.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '');
 }
 
-function medianByThroughput(runs: Measurement[]): Measurement {
-  const sorted = [...runs].sort((a, b) => a.result.requestsPerSecond - b.result.requestsPerSecond);
-  return sorted[Math.floor(sorted.length / 2)]!;
+/** Per target, its median run by req/s (the table's row). */
+function typicalRuns(rounds: Measurement[][]): Measurement[] {
+  return rounds[0]!.map((_, column) => {
+    const runs = rounds.map((round) => round[column]!).sort((a, b) => a.result.requestsPerSecond - b.result.requestsPerSecond);
+    return runs[Math.floor(runs.length / 2)]!;
+  });
 }
 
-async function printReport(measurements: Measurement[], settings: Settings): Promise<void> {
+async function printReport(rounds: Measurement[][], settings: Settings): Promise<void> {
+  const measurements = typicalRuns(rounds);
   console.log();
   console.log(formatTable(measurements));
   console.log();
-  for (const line of [...formatVerdicts(measurements), ...formatWarnings(measurements)]) console.log(line);
+  for (const line of [...formatVerdicts(rounds), ...formatWarnings(measurements)]) console.log(line);
   await printRecordingCost(measurements);
   if (!settings.profileDir) return;
   for (const { label, profileFile, result } of measurements) {

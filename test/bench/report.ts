@@ -22,6 +22,8 @@ export interface Measurement {
   baseline?: string;
   /** Its throughput target against the baseline, when not TARGETS.minRpsRatio. */
   minRpsRatio?: number;
+  /** Compared with its baseline for information, not judged. */
+  reference?: boolean;
   /** The CPU profile of the serving process during this run. */
   profileFile?: string;
 }
@@ -67,29 +69,41 @@ export function cpuPerRequest(result: LoadResult, cpuPercent: Record<string, num
   return ((serving / 100 / result.requestsPerSecond) * 1e6).toFixed(0);
 }
 
-/** One line per row with a baseline: the two ratios and PASS/MISS for each. */
-export function formatVerdicts(rows: Measurement[]): string[] {
-  return rows.flatMap((row) => {
-    const baseline = rows.find((candidate) => candidate.label === row.baseline);
-    if (!baseline) return [];
-    const rpsRatio = row.result.requestsPerSecond / baseline.result.requestsPerSecond;
-    const p99Ratio = row.result.p99 / baseline.result.p99;
+/**
+ * One line per row with a baseline: the ratios against it and PASS/MISS for each. Each ratio is
+ * taken within a round (the two measured minutes apart, not rounds apart), and the median over
+ * the rounds is judged.
+ */
+export function formatVerdicts(rounds: Measurement[][]): string[] {
+  const first = rounds[0] ?? [];
+  return first.flatMap((row, column) => {
+    const baselineColumn = first.findIndex((candidate) => candidate.label === row.baseline);
+    if (baselineColumn === -1) return [];
+    const pairs = rounds.map((round) => [round[column]!, round[baselineColumn]!] as const);
+    const rpsRatio = median(pairs.map(([mine, theirs]) => mine.result.requestsPerSecond / theirs.result.requestsPerSecond));
+    const p99Ratio = median(pairs.map(([mine, theirs]) => mine.result.p99 / theirs.result.p99));
+    const cpuRatio = median(pairs.map(([mine, theirs]) => cpuMicroseconds(mine) / cpuMicroseconds(theirs)));
     const minRpsRatio = row.minRpsRatio ?? TARGETS.minRpsRatio;
+    const spread = rounds.length > 1 ? ` (median of ${rounds.length} rounds)` : '';
+    const judged = (ratio: number, target: string, met: boolean) => `${ratio.toFixed(3)}${row.reference ? '' : ` (target ${target}) ${verdict(met)}`}`;
     return [
-      `${row.label} / ${baseline.label}: ` +
-        `req/s ${rpsRatio.toFixed(3)} (target ≥ ${minRpsRatio.toFixed(2)}) ${verdict(rpsRatio >= minRpsRatio)}; ` +
-        `p99 ${p99Ratio.toFixed(3)} (target ≤ ${TARGETS.maxP99Ratio.toFixed(2)}) ${verdict(p99Ratio <= TARGETS.maxP99Ratio)}` +
-        cpuRatio(row, baseline),
+      `${row.label} / ${row.baseline}${spread}: ` +
+        `req/s ${judged(rpsRatio, `≥ ${minRpsRatio.toFixed(2)}`, rpsRatio >= minRpsRatio)}; ` +
+        `p99 ${judged(p99Ratio, `≤ ${TARGETS.maxP99Ratio.toFixed(2)}`, p99Ratio <= TARGETS.maxP99Ratio)}` +
+        (Number.isFinite(cpuRatio) ? `; CPU per request ×${cpuRatio.toFixed(2)} (so req/s ≈ ${(1 / cpuRatio).toFixed(2)} when CPU-bound)` : ''),
     ];
   });
 }
 
-/** The CPU-per-request ratio, steadier than req/s on a shared machine: its inverse is the req/s ratio when CPU-bound. */
-function cpuRatio(row: Measurement, baseline: Measurement): string {
-  const mine = Number(cpuPerRequest(row.result, row.cpuPercent));
-  const theirs = Number(cpuPerRequest(baseline.result, baseline.cpuPercent));
-  if (!(mine > 0 && theirs > 0)) return '';
-  return `; CPU per request ×${(mine / theirs).toFixed(2)} (so req/s ≈ ${(theirs / mine).toFixed(2)} when CPU-bound)`;
+function cpuMicroseconds(measurement: Measurement): number {
+  return Number(cpuPerRequest(measurement.result, measurement.cpuPercent));
+}
+
+function median(values: number[]): number {
+  const sorted = values.filter((value) => !Number.isNaN(value)).sort((a, b) => a - b);
+  if (sorted.length === 0) return NaN;
+  const middle = sorted.length / 2;
+  return sorted.length % 2 === 1 ? sorted[Math.floor(middle)]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
 }
 
 /** Rows whose answers were not all good: their figures do not measure the real path. */

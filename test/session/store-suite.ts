@@ -53,6 +53,26 @@ export function runStoreSuite(t: Test, name: string, makeStore: () => Promise<St
     t.equal(await store.getCached('absent'), null);
   });
 
+  test('peek answers like getCached, or not at all, and never with a value this store replaced', async (t, store) => {
+    const agrees = async (key: string, label: string) => {
+      const peeked = store.peek(key);
+      const cached = await store.getCached(key);
+      if (peeked !== undefined) t.same(peeked, cached, label);
+      const again = store.peek(key);
+      if (again !== undefined) t.same(again, cached, `${label}, after a read`);
+    };
+    await store.set('k', Buffer.from('one'), LONG_MS);
+    await agrees('k', 'set');
+    await store.set('k', Buffer.from('two'), LONG_MS);
+    await agrees('k', 'set again');
+    t.equal(await store.replace('k', Buffer.from('three'), LONG_MS), true);
+    await agrees('k', 'replaced');
+    await store.delete('k');
+    t.not(store.peek('k')?.toString(), 'three', 'deleted: no stale copy');
+    await agrees('k', 'deleted');
+    await agrees('absent', 'absent');
+  });
+
   test('a value is gone once its TTL has passed', async (t, store, fastForward) => {
     await store.set('k', Buffer.from('v'), TTL_MS);
     t.same(await store.get('k'), Buffer.from('v'));

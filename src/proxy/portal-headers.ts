@@ -1,0 +1,61 @@
+import type { IncomingHttpHeaders } from 'node:http';
+
+/**
+ * Connection-level headers (RFC 9110 §7.6.1): they describe one hop, so a proxy neither passes them
+ * on nor acts on them for the next hop — and neither does it pass the headers that `Connection` names.
+ */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+/** Node frames a request body for the next hop from these: they stay whatever `Connection` says. */
+const BODY_FRAMING = new Set(['transfer-encoding', 'content-length']);
+
+export interface PortalHeaderChanges {
+  /** The Cookie header the portal gets (the client's without the sidecar's own cookies); undefined for none. */
+  cookie: string | undefined;
+  /** The sidecar's headers (identity, X-Auth-Method, …): set after the client's, so they win. */
+  added: Readonly<Record<string, string>>;
+  /** Client headers the portal must not get (a machine credential the sidecar has verified). */
+  removed?: readonly string[];
+  /** An upgrade keeps `Connection` and `Upgrade`: the portal must see them. */
+  upgrade?: boolean;
+}
+
+/**
+ * The headers of a request as the portal receives them: the client's (spoofable ones already
+ * stripped), without hop-by-hop headers, with the changes. Built as a new object rather than edited
+ * in place: deleting from Node's header object turns it into a slow dictionary for every later read,
+ * and for the copy http-proxy makes. `Host` always stays.
+ */
+export function portalRequestHeaders(incoming: IncomingHttpHeaders, changes: PortalHeaderChanges): IncomingHttpHeaders {
+  const named = changes.upgrade ? undefined : connectionOptions(incoming.connection);
+  const headers: IncomingHttpHeaders = {};
+  for (const name in incoming) {
+    if (name === 'cookie' || changes.removed?.includes(name)) continue;
+    if (!changes.upgrade && isHopByHopRequestHeader(name, named)) continue;
+    headers[name] = incoming[name];
+  }
+  if (changes.cookie) headers.cookie = changes.cookie;
+  for (const name in changes.added) headers[name] = changes.added[name];
+  return headers;
+}
+
+function isHopByHopRequestHeader(name: string, named: Set<string> | undefined): boolean {
+  if (BODY_FRAMING.has(name) || name === 'host') return false;
+  return HOP_BY_HOP.has(name) || named?.has(name) === true;
+}
+
+/** A response's raw header list (names as sent, repeated headers kept) without hop-by-hop headers. */
+export function endToEndHeaders(rawHeaders: readonly string[], connection: string | undefined): string[] {
+  const named = connectionOptions(connection);
+  const headers: string[] = [];
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!.toLowerCase();
+    if (!HOP_BY_HOP.has(name) && !named?.has(name)) headers.push(rawHeaders[i]!, rawHeaders[i + 1]!);
+  }
+  return headers;
+}
+
+/** The header names listed in `Connection`; none for the usual `keep-alive` or `close`. */
+function connectionOptions(connection: string | undefined): Set<string> | undefined {
+  if (!connection || connection === 'keep-alive' || connection === 'close') return undefined;
+  return new Set(connection.split(',').map((option) => option.trim().toLowerCase()));
+}
