@@ -233,7 +233,7 @@ export class SessionManager {
   #open(storeKey: string, ticket: Ticket, sealed: Buffer): Session | null {
     const cached = this.#cache.get(storeKey);
     // The store's local copy hands back the same buffer while the record is unchanged.
-    if (cached && (cached.sealed === sealed || cached.sealed.equals(sealed)) && cached.key.equals(ticket.key)) return cached.session;
+    if (cached && (cached.sealed === sealed || cached.sealed.equals(sealed)) && (cached.key === ticket.key || cached.key.equals(ticket.key))) return cached.session;
     const plaintext = open(ticket.key, sealed, ticket.id);
     if (!plaintext) return null;
     const session = Object.freeze(JSON.parse(plaintext.toString('utf8')) as Session);
