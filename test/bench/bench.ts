@@ -19,8 +19,8 @@ import { cpuPerRequest, formatTable, formatVerdicts, formatWarnings, type Measur
  * process; each proxy has a CPU of its own (see CpuPlacement). Reports figures and PASS/MISS against
  * the targets; exits 0 unless something crashed.
  *
- * Environment: BENCH_SECONDS (measured, default 8), BENCH_WARMUP_SECONDS (2, first round only),
- * BENCH_CONNECTIONS (50), BENCH_ROUNDS (1; with more, rounds alternate the order of the targets,
+ * Environment: BENCH_SECONDS (measured, default 4), BENCH_WARMUP_SECONDS (2, first round only),
+ * BENCH_CONNECTIONS (50), BENCH_ROUNDS (5; rounds alternate the order of the targets,
  * each ratio is taken within a round and its median over the rounds judged, and the table shows each
  * target's median run by req/s), BENCH_LOADER (wrk or autocannon), BENCH_PIN=0 (no CPU pinning),
  * BENCH_ONLY (comma-separated words: only the targets whose label contains one of them, plus the
@@ -93,10 +93,10 @@ function readSettings(): Settings {
     return value;
   };
   return {
-    seconds: Math.max(1, number('BENCH_SECONDS', 8)),
+    seconds: Math.max(1, number('BENCH_SECONDS', 4)),
     warmupSeconds: number('BENCH_WARMUP_SECONDS', 2),
     connections: Math.max(1, number('BENCH_CONNECTIONS', 50)),
-    rounds: Math.max(1, Math.round(number('BENCH_ROUNDS', 1))),
+    rounds: Math.max(1, Math.round(number('BENCH_ROUNDS', 5))),
     profileDir: process.env.BENCH_PROFILE === '1' ? (process.env.BENCH_PROFILE_DIR ?? '/tmp/oidc-sidecar-profile') : undefined,
     only: (process.env.BENCH_ONLY ?? '').split(',').map((word) => word.trim()).filter(Boolean),
     loader: chooseLoader(process.env.BENCH_LOADER),
