@@ -2,6 +2,7 @@ import { createSecretKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { ApplicationConfig } from '../config/schema.js';
 import { RouteList } from '../server/paths.js';
+import { decoySecretHash } from './secret-hash.js';
 
 export type GrantType = ApplicationConfig['grantTypes'][number];
 
@@ -36,9 +37,17 @@ const MIN_RSA_BITS = 2048;
 /** The registered applications by client id, immutable: a reload builds a new registry. */
 export class ApplicationRegistry {
   readonly #byClientId: ReadonlyMap<string, Application>;
+  /**
+   * What a secret presented for an unknown client id — or one `clientCredentialsHash` gives no hash
+   * for — is checked against: a hash no secret matches, as expensive to check as the costliest hash
+   * of this registry, so that the time taken does not tell registered ids from others. Made with the
+   * registry, so a reload brings its own.
+   */
+  readonly decoySecretHash: string;
 
   private constructor(applications: Application[]) {
     this.#byClientId = new Map(applications.map((app) => [app.clientId, app]));
+    this.decoySecretHash = decoySecretHash([...this.#byClientId.values()].map(clientCredentialsHash));
   }
 
   /** Reads every certificate and key file; throws an `ApplicationsError` listing every unusable one. */
@@ -56,6 +65,11 @@ export class ApplicationRegistry {
   get size(): number {
     return this.#byClientId.size;
   }
+}
+
+/** The hash `/oauth2/token` checks an application's secret against: none unless it is registered for client_credentials. */
+export function clientCredentialsHash(app: Application | undefined): string | undefined {
+  return app?.grantTypes.has('client_credentials') ? app.clientSecretHash : undefined;
 }
 
 /** The files an application list names, for watching. */

@@ -1,10 +1,9 @@
-import { randomBytes } from 'node:crypto';
 import type { MachineAuthenticator } from './authenticator.js';
 import type { FailureThrottle } from './failure-throttle.js';
 import { clientRefusals, type Refusal } from './reasons.js';
-import type { Application, ApplicationRegistry } from './registry.js';
+import { clientCredentialsHash, type Application, type ApplicationRegistry } from './registry.js';
 import type { RevocationList } from './revocation.js';
-import { hashSecret, verifySecret } from './secret-hash.js';
+import { verifySecret } from './secret-hash.js';
 import type { TokenIssuer } from './token-issuer.js';
 
 /** The generic description of every `invalid_client` answer (the seed's wording): the same for every cause. */
@@ -40,8 +39,6 @@ export interface TokenEndpointOptions {
 type ClientAuthentication = { ok: true; app: Application } | { ok: false; answer: OAuthAnswer };
 
 const SINGLE_PARAMETERS = ['grant_type', 'scope', 'client_id', 'client_secret', 'token', 'token_type_hint'];
-/** Unknown clients are checked against this hash, so that they take as long as known ones. */
-let decoyHash: Promise<string> | undefined;
 
 /**
  * `POST /oauth2/token` (RFC 6749 §4.4, client credentials only) and `POST /oauth2/revoke` (RFC 7009),
@@ -97,13 +94,15 @@ export class TokenEndpoint {
     }
     const credentials = basic ?? formCredentials(form);
     if (!credentials) return refuse(this.#invalidClient(clientRefusals.noCredentials));
-    const app = this.options.registry().get(credentials.clientId);
+    const registry = this.options.registry();
+    const app = registry.get(credentials.clientId);
     const clientId = app?.clientId;
-    // Unknown client ids share one counter per address: changing the id must not escape the throttle.
-    const attempt = `${address} ${clientId ?? '(unknown client)'}`;
+    // An application without this grant is throttled and checked like an unknown client id. Those share
+    // one counter per address (changing the id must not escape the throttle) and the registry's decoy.
+    const hash = clientCredentialsHash(app);
+    const attempt = `${address} ${hash === undefined ? '(unknown client)' : clientId}`;
     if (this.options.throttle.isThrottled(attempt)) return refuse(this.#invalidClient(clientRefusals.throttled, clientId));
-    const hash = app?.grantTypes.has('client_credentials') ? app.clientSecretHash : undefined;
-    const secretMatches = await verifySecret(credentials.secret, hash ?? (await decoy()));
+    const secretMatches = await verifySecret(credentials.secret, hash ?? registry.decoySecretHash);
     if (app && hash && secretMatches) return { ok: true, app };
     this.options.throttle.recordFailure(attempt);
     const refusal = !app ? clientRefusals.unknownClient : !hash ? clientRefusals.grantType : clientRefusals.secret;
@@ -160,9 +159,4 @@ function formCredentials(form: URLSearchParams): Credentials | undefined {
 
 function formDecode(text: string): string {
   return decodeURIComponent(text.replaceAll('+', ' '));
-}
-
-function decoy(): Promise<string> {
-  decoyHash ??= hashSecret(randomBytes(16).toString('base64url'));
-  return decoyHash;
 }

@@ -33,6 +33,10 @@ t.test('the configuration accepts only hashes in the format, never a plain secre
   t.ok(parse({ clientSecretHash: await hashSecret('x') }).success);
   t.notOk(parse({ clientSecretHash: 'scrypt$oops' }).success);
   t.notOk(parse({ clientSecret: 'plain' }).success);
+  const withParameters = (N: number, r: number, p: number) => `scrypt$${N}$${r}$${p}$${'A'.repeat(22)}$${'B'.repeat(43)}`;
+  t.ok(parse({ clientSecretHash: withParameters(2 ** 18, 8, 1) }).success, '256 MiB of scrypt memory is the most');
+  t.notOk(parse({ clientSecretHash: withParameters(2 ** 20, 8, 1) }).success, '1 GiB is refused');
+  t.notOk(parse({ clientSecretHash: withParameters(2 ** 18, 8, 16) }).success, 'more than 64 × the default work is refused');
 });
 
 t.test('oidc-sidecar hash-secret prints one line from one line of input, and refuses an empty one', async (t) => {
