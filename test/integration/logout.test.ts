@@ -2,8 +2,9 @@ import { decodeJwt, generateKeyPair, SignJWT } from 'jose';
 import t from 'tap';
 import { CookieJar, signInWithoutBrowser, signOutWithoutBrowser } from '../support/browserless.js';
 import { request } from '../support/http.js';
+import { DEMO_USERS } from '../support/idp.js';
 import { startRedis } from '../support/redis.js';
-import { auditEvents, CLIENT_ID, CLIENT_SECRET, NAVIGATION, startStack, type Stack } from '../support/stack.js';
+import { auditEvents, CLIENT_ID, CLIENT_SECRET, NAVIGATION, signIn, startStack, type Stack } from '../support/stack.js';
 
 const JSON_ACCEPT = { accept: 'application/json' };
 
@@ -34,6 +35,38 @@ t.test('back-channel logout from the provider ends the session on every replica'
   t.equal(await status(stack.sidecar.url, cookie), 401, 'ended on the replica that received the logout token');
   t.equal(await status(replica.url, cookie), 401, 'ended on the other replica');
   t.match(auditEvents(stack).at(-1), { event: 'backchannel_logout', method: 'backchannel', reason: '1 session(s) ended by the identity provider' });
+});
+
+t.test('a back-channel logout token naming only the user (sub, no sid) ends every session of that user', async (t) => {
+  const logoutTokens: string[] = [];
+  const stack = await startStack({
+    backchannelLogout: true,
+    idp: {
+      // Records what the IdP posts to the sidecar, then delivers it.
+      fetch: async (input, init) => {
+        if (init?.body instanceof URLSearchParams) logoutTokens.push(init.body.get('logout_token') ?? '');
+        return fetch(input, init);
+      },
+    },
+  });
+  t.teardown(() => stack.stop());
+  // Two sessions of alice from two IdP sessions (two sids), and one of bob.
+  const alice1 = (await signIn(stack)).cookieHeader;
+  const alice2 = (await signIn(stack)).cookieHeader;
+  const bob = (await signIn(stack, { user: DEMO_USERS.bob })).cookieHeader;
+  for (const cookie of [alice1, alice2, bob]) t.equal(await status(stack.sidecar.url, cookie), 200);
+
+  const client = await stack.idp.provider.Client.find(CLIENT_ID);
+  await client!.backchannelLogout(DEMO_USERS.alice.sub); // oidc-provider rejects unless the sidecar answers 200
+  t.equal(logoutTokens.length, 1);
+  const claims = decodeJwt(logoutTokens[0]!);
+  t.equal(claims.sub, DEMO_USERS.alice.sub, 'the token names the user');
+  t.notOk('sid' in claims, 'and no IdP session');
+
+  t.equal(await status(stack.sidecar.url, alice1), 401, "alice's first session ended");
+  t.equal(await status(stack.sidecar.url, alice2), 401, "alice's second session ended");
+  t.equal(await status(stack.sidecar.url, bob), 200, "bob's session lives on");
+  t.match(auditEvents(stack).at(-1), { event: 'backchannel_logout', user: DEMO_USERS.alice.sub, reason: '2 session(s) ended by the identity provider' });
 });
 
 t.test('a forged, malformed or replayed logout token ends nothing', async (t) => {

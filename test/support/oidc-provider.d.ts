@@ -20,6 +20,8 @@ declare module 'oidc-provider' {
   export interface Client {
     clientId: string;
     grantTypeAllowed(grantType: string): boolean;
+    /** Sends this client a back-channel logout token for `sub` (with `sid` when the client requires one and it is given). */
+    backchannelLogout(sub: string, sid?: string): Promise<void>;
   }
 
   export interface Account {
@@ -49,6 +51,7 @@ declare module 'oidc-provider' {
 
   export interface ClientModel {
     prototype: { includeSid(): boolean };
+    find(id: string): Promise<Client | undefined>;
   }
 
   export type InteractionResult =
