@@ -132,7 +132,11 @@ const cookieSchema = z
       .default('_oidc_sidecar')
       .describe('session cookie name'),
     type: z.enum(['persistent', 'session']).default('persistent').describe('seed: "Cookie type" persistent/session'),
-    domain: text.optional().describe('seed: "Enable Single Sign On Cookie": a parent domain shares the cookie; unset = host-only'),
+    domain: z
+      .string()
+      .regex(/^\.?[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/, 'must be a domain name such as example.com')
+      .optional()
+      .describe('seed: "Enable Single Sign On Cookie": a parent domain shares the cookie; unset = host-only'),
     secure: z.boolean().optional().describe('Secure attribute; default true when publicUrl is https'),
     sameSite: z.enum(['lax', 'strict', 'none']).default('lax').describe('SameSite attribute'),
   })

@@ -16,6 +16,8 @@ import { startSignIn } from './sign-in-routes.js';
 
 const VALID_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 const NO_HEADERS: Readonly<Record<string, string>> = Object.freeze({});
+/** A store outage is usually brief: clients may try again in a few seconds. */
+const RETRY_SOON = { 'retry-after': '5' };
 
 /**
  * The request pipeline of the main port (DESIGN.md §1), in order:
@@ -133,7 +135,7 @@ function sendInternalError(services: Services, req: IncomingMessage, res: Server
     return;
   }
   if (!acceptsHtml(req)) {
-    return sendJson(res, 503, { error: 'temporarily_unavailable', error_description: 'The service is temporarily unavailable.' });
+    return sendJson(res, 503, { error: 'temporarily_unavailable', error_description: 'The service is temporarily unavailable.' }, RETRY_SOON);
   }
-  sendHtml(res, 503, { title: 'Temporarily unavailable', message: 'The service is temporarily unavailable. Please try again in a moment.', requestId });
+  sendHtml(res, 503, { title: 'Temporarily unavailable', message: 'The service is temporarily unavailable. Please try again in a moment.', requestId }, RETRY_SOON);
 }

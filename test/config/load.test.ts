@@ -300,6 +300,7 @@ t.test('every cross-field rule names the key it is about', async (t) => {
       'provider.tokenEndpoint: must use https; plain http is accepted only for loopback hosts',
     ],
     ['a short session secret', { session: { secret: 'x'.repeat(31) } }, 'session.secret: must be at least 32 bytes long'],
+    ['a cookie domain that is not a domain name', { session: { cookie: { domain: 'example.com; SameSite=None' } } }, 'session.cookie.domain: must be a domain name such as example.com'],
     [
       'SameSite=None without Secure',
       { session: { cookie: { sameSite: 'none', secure: false } } },

@@ -16,8 +16,10 @@ t.test('when Redis goes away the sidecar fails closed and says it is not ready',
   const api = await request(stack.sidecar.url + '/echo', { headers: { accept: 'application/json', cookie: cookieHeader } });
   t.equal(api.status, 503);
   t.match(JSON.parse(api.body), { error: 'temporarily_unavailable' });
+  t.equal(api.headers['retry-after'], '5', 'clients are told when to try again');
   const page = await request(stack.sidecar.url + '/page', { headers: { ...NAVIGATION, cookie: cookieHeader } });
   t.equal(page.status, 503);
+  t.equal(page.headers['retry-after'], '5');
   t.notMatch(page.body, /redis|ECONNREFUSED|Error:/i, 'no internals leak');
   t.equal(stack.portal.requests.length, before, 'nothing reached the portal');
   const ready = await request(stack.sidecar.metricsUrl + '/readyz');
