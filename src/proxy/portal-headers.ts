@@ -5,6 +5,8 @@ import type { IncomingHttpHeaders } from 'node:http';
  * on nor acts on them for the next hop — and neither does it pass the headers that `Connection` names.
  */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+/** Node answers `Expect: 100-continue` itself (and http-proxy would skip its `proxyReq` event, so the time-out, for a request still expecting one). */
+const ANSWERED_BY_THE_SIDECAR = 'expect';
 /** Node frames a request body for the next hop from these: they stay whatever `Connection` says. */
 const BODY_FRAMING = new Set(['transfer-encoding', 'content-length']);
 
@@ -21,7 +23,7 @@ export interface PortalHeaderChanges {
 
 /**
  * The headers of a request as the portal receives them: the client's (spoofable ones already
- * stripped), without hop-by-hop headers, with the changes. Built as a new object rather than edited
+ * stripped), without hop-by-hop headers and `Expect`, with the changes. Built as a new object rather than edited
  * in place: deleting from Node's header object turns it into a slow dictionary for every later read,
  * and for the copy http-proxy makes. `Host` always stays.
  */
@@ -30,7 +32,7 @@ export function portalRequestHeaders(incoming: IncomingHttpHeaders, changes: Por
   const headers: IncomingHttpHeaders = {};
   for (const name in incoming) {
     if (name === 'cookie' || changes.removed?.includes(name)) continue;
-    if (!changes.upgrade && isHopByHopRequestHeader(name, named)) continue;
+    if (!changes.upgrade && endsAtTheSidecar(name, named)) continue;
     headers[name] = incoming[name];
   }
   if (changes.cookie) headers.cookie = changes.cookie;
@@ -38,9 +40,9 @@ export function portalRequestHeaders(incoming: IncomingHttpHeaders, changes: Por
   return headers;
 }
 
-function isHopByHopRequestHeader(name: string, named: Set<string> | undefined): boolean {
+function endsAtTheSidecar(name: string, named: Set<string> | undefined): boolean {
   if (BODY_FRAMING.has(name) || name === 'host') return false;
-  return HOP_BY_HOP.has(name) || named?.has(name) === true;
+  return HOP_BY_HOP.has(name) || name === ANSWERED_BY_THE_SIDECAR || named?.has(name) === true;
 }
 
 /** A response's raw header list (names as sent, repeated headers kept) without hop-by-hop headers. */

@@ -83,9 +83,6 @@ export function createUpstream(options: UpstreamOptions): Upstream {
   return {
     web(req, res) {
       addForwardedHeaders(req);
-      // Node has already answered `100 Continue` to the client; and http-proxy would skip its
-      // `proxyReq` event (so the time-out) for a request that still expects one.
-      if (req.headers.expect !== undefined) delete req.headers.expect;
       proxy.web(req, res);
     },
     ws(req, socket, head) {

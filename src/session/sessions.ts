@@ -125,10 +125,10 @@ export class SessionManager {
    * idle TTL is extended in the background.
    */
   async resume(cookieValue: string | undefined): Promise<ResumeResult> {
-    const now = this.resumeNow(cookieValue);
-    if (now) return now;
-    const decoded = this.#decodeCookie(cookieValue!)!;
-    const resumed = this.#resumeRecord(decoded, await this.#store.getCached(decoded.storeKey));
+    const decoded = this.#decodeCookieValue(cookieValue);
+    if ('ok' in decoded) return decoded;
+    const local = this.#store.peek(decoded.storeKey);
+    const resumed = this.#resumeRecord(decoded, local !== undefined ? local : await this.#store.getCached(decoded.storeKey));
     if (resumed.ok || resumed.reason !== 'expired') return resumed;
     await this.end(resumed.handle);
     return { ok: false, reason: 'expired', session: resumed.session };
@@ -140,13 +140,17 @@ export class SessionManager {
    * ended: then `resume`.
    */
   resumeNow(cookieValue: string | undefined): ResumeResult | undefined {
-    if (!cookieValue) return ABSENT;
-    const decoded = this.#decodeCookie(cookieValue);
-    if (!decoded) return INVALID;
+    const decoded = this.#decodeCookieValue(cookieValue);
+    if ('ok' in decoded) return decoded;
     const sealed = this.#store.peek(decoded.storeKey);
     if (sealed === undefined) return undefined;
     const resumed = this.#resumeRecord(decoded, sealed);
     return resumed.ok || resumed.reason !== 'expired' ? resumed : undefined;
+  }
+
+  #decodeCookieValue(cookieValue: string | undefined): DecodedCookie | NoSession {
+    if (!cookieValue) return ABSENT;
+    return this.#decodeCookie(cookieValue) ?? INVALID;
   }
 
   #resumeRecord({ ticket, storeKey }: DecodedCookie, sealed: Buffer | null): Resumed | NoSession | Expired {
