@@ -53,6 +53,7 @@ export class MachineClients {
     // The configuration holds the applications as read at start, except an applicationsFile it only names.
     const applications = config.applicationsFile !== undefined && source ? await source.read() : config.applications;
     const registry = await ApplicationRegistry.load(applications);
+    warnOfCheaperSecretHashes(logger, registry);
     const origin = new URL(config.publicUrl).origin;
     const issuer = await TokenIssuer.create({ keyFile: config.clients.signingKeyFile, issuer: origin + config.routes.prefix, ttlSeconds: config.clients.tokenTtlSeconds, clock });
     const revocations = new RevocationList(store, clock);
@@ -111,6 +112,7 @@ export class MachineClients {
     try {
       const applications = await this.source.read();
       const registry = await ApplicationRegistry.load(applications);
+      warnOfCheaperSecretHashes(this.logger, registry);
       this.authenticator.useRegistry(registry);
       this.#watch(applications);
       this.logger.info({ applications: registry.size, file: this.source.file }, 'applications reloaded');
@@ -129,4 +131,13 @@ export class MachineClients {
     const files = [this.source.file, ...applicationFiles(applications)];
     this.#stopWatching = watchFiles(files, () => void this.reload(), (error) => this.logger.warn({ err: error }, 'watching the applications files failed'));
   }
+}
+
+/** Hashes made with weaker parameters than the others make their client ids tell from unknown ones by timing. */
+function warnOfCheaperSecretHashes(logger: Logger, registry: ApplicationRegistry): void {
+  if (registry.cheaperSecretHashes.length === 0) return;
+  logger.warn(
+    { clientIds: registry.cheaperSecretHashes },
+    'these client secrets are hashed with cheaper scrypt parameters than the costliest one: /oauth2/token refuses a wrong secret for them sooner than for an unknown client id; hash every client secret with the same parameters',
+  );
 }

@@ -2,7 +2,7 @@ import { createSecretKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { ApplicationConfig } from '../config/schema.js';
 import { RouteList } from '../server/paths.js';
-import { decoySecretHash } from './secret-hash.js';
+import { costsLessThan, decoySecretHash } from './secret-hash.js';
 
 export type GrantType = ApplicationConfig['grantTypes'][number];
 
@@ -44,10 +44,19 @@ export class ApplicationRegistry {
    * registry, so a reload brings its own.
    */
   readonly decoySecretHash: string;
+  /**
+   * Client ids whose secret hash is cheaper to check than the costliest (the decoy's): `/oauth2/token`
+   * refuses a wrong secret for them sooner than for an unknown id, which tells them apart.
+   */
+  readonly cheaperSecretHashes: readonly string[];
 
   private constructor(applications: Application[]) {
     this.#byClientId = new Map(applications.map((app) => [app.clientId, app]));
     this.decoySecretHash = decoySecretHash([...this.#byClientId.values()].map(clientCredentialsHash));
+    this.cheaperSecretHashes = applications.filter((app) => {
+      const hash = clientCredentialsHash(app);
+      return hash !== undefined && costsLessThan(hash, this.decoySecretHash);
+    }).map((app) => app.clientId);
   }
 
   /** Reads every certificate and key file; throws an `ApplicationsError` listing every unusable one. */

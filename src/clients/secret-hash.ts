@@ -51,6 +51,12 @@ export function decoySecretHash(hashes: Iterable<string | undefined>): string {
   return encode(params, randomBytes(salt.length), randomBytes(hash.length));
 }
 
+/** True when `encoded` is a hash in our format that costs less to check than `other` (see `decoySecretHash`). */
+export function costsLessThan(encoded: string, other: string): boolean {
+  const [mine, theirs] = [parseSecretHash(encoded), parseSecretHash(other)];
+  return mine !== undefined && theirs !== undefined && compareCost(mine, theirs) < 0;
+}
+
 /** True when `secret` hashes to `encoded`; compared in constant time. False for a malformed hash. */
 export async function verifySecret(secret: string, encoded: string): Promise<boolean> {
   const parsed = parseSecretHash(encoded);

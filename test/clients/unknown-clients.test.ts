@@ -30,6 +30,9 @@ function parameters(hash: string) {
   return { scheme, N: Number(N), r: Number(r), p: Number(p), saltBytes: Buffer.from(salt!, 'base64url').length, keyBytes: Buffer.from(key!, 'base64url').length };
 }
 
+/** pino's number for the warn level. */
+const PINO_WARN = 40;
+
 const DEFAULTS = { scheme: 'scrypt', N: 2 ** 15, r: 8, p: 1, saltBytes: 16, keyBytes: 32 };
 
 const job = (clientId: string, clientSecretHash: string): ApplicationConfig => ({ clientId, grantTypes: ['client_credentials'], clientSecretHash, routes: ['^/api/'], scopes: [] });
@@ -50,6 +53,7 @@ t.test('the decoy carries the parameters of the most expensive client secret has
     await hmacApp(t.testdir(), 'certificate-only', { clientSecretHash: hashWith(2 ** 18, 8, 1) }),
   ]);
   t.same(parameters(registry.decoySecretHash), { scheme: 'scrypt', N: 2 ** 17, r: 4, p: 1, saltBytes: 16, keyBytes: 48 });
+  t.same(registry.cheaperSecretHashes, ['default', 'larger-n', 'cheap-p'], 'the ids a wrong secret is refused sooner for');
   const p = await ApplicationRegistry.load([job('default', hashWith(2 ** 15, 8, 1)), job('parallel', hashWith(2 ** 14, 8, 4, 32))]);
   t.same(parameters(p.decoySecretHash), { scheme: 'scrypt', N: 2 ** 14, r: 8, p: 4, saltBytes: 32, keyBytes: 32 }, 'p counts as much as N and r');
 });
@@ -57,6 +61,7 @@ t.test('the decoy carries the parameters of the most expensive client secret has
 t.test('the decoy is cheaper than the defaults when every registered hash is', async (t) => {
   const registry = await ApplicationRegistry.load([job('light', hashWith(2 ** 12, 8, 1)), job('lighter', hashWith(2 ** 10, 8, 1))]);
   t.same(parameters(registry.decoySecretHash), { scheme: 'scrypt', N: 2 ** 12, r: 8, p: 1, saltBytes: 16, keyBytes: 32 });
+  t.same(registry.cheaperSecretHashes, ['lighter']);
 });
 
 t.test('without any client secret registered, the decoy has the default parameters', async (t) => {
@@ -85,6 +90,41 @@ t.test('a registry swapped in by a reload brings its own decoy', async (t) => {
   t.same(parameters(authenticator.registry.decoySecretHash), { scheme: 'scrypt', N: 2 ** 16, r: 8, p: 2, saltBytes: 16, keyBytes: 64 });
   authenticator.useRegistry(await ApplicationRegistry.load([await hmacApp(t.testdir(), 'certificate-only')]));
   t.same(parameters(authenticator.registry.decoySecretHash), DEFAULTS, 'back to the defaults once no secret is registered');
+});
+
+/** A configuration file with these applications, and what a sidecar started on it logs. */
+async function startWithApplications(dir: string, applications: ApplicationConfig[]) {
+  const file = join(dir, 'sidecar.yaml');
+  await writeFile(
+    file,
+    toYaml({
+      upstream: { url: 'http://127.0.0.1:8080' },
+      publicUrl: 'http://127.0.0.1:4180',
+      provider: { issuerUrl: 'http://127.0.0.1:9000', clientId: 'portal', clientSecret: 'secret' },
+      session: { secret: 'session-secret-0123456789-abcdefghij' },
+      applications,
+    }),
+  );
+  const { config } = await loadConfig({ file, env: {} });
+  const logLines: string[] = [];
+  const logger = createLogger('info', { write: (line: string) => void logLines.push(line) });
+  const clients = await MachineClients.start({ config, logger, store: new MemoryStore({ clock: Date.now }), clock: Date.now, env: {} });
+  return { clients, logLines };
+}
+
+t.test('client secrets hashed with cheaper parameters than the others are named in a warning at start', async (t) => {
+  const cheap = hashWith(2 ** 10, 8, 1);
+  const { clients, logLines } = await startWithApplications(t.testdir(), [job('hardened', hashWith(2 ** 12, 8, 1)), job('cheap', cheap), job('also-hardened', hashWith(2 ** 12, 8, 1))]);
+  t.teardown(() => clients.close());
+  const warnings = logLines.map((line) => JSON.parse(line) as { level: number; clientIds?: string[]; msg: string }).filter((entry) => entry.level === PINO_WARN);
+  t.equal(warnings.length, 1);
+  t.same(warnings[0]!.clientIds, ['cheap']);
+  t.match(warnings[0]!.msg, /hash every client secret with the same parameters/);
+  t.notOk(logLines.some((line) => line.includes(cheap.split('$')[5]!)), 'no hash is logged');
+
+  const same = await startWithApplications(t.testdir(), [job('a', hashWith(2 ** 10, 8, 1)), job('b', hashWith(2 ** 10, 8, 1))]);
+  t.teardown(() => same.clients.close());
+  t.notOk(same.logLines.some((line) => line.includes('cheaper scrypt parameters')), 'no warning when every hash costs the same');
 });
 
 t.test('an application without the client_credentials grant is refused like an unknown client id, throttle included', async (t) => {
