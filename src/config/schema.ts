@@ -28,6 +28,8 @@ const text = z.string().min(1);
 const httpUrl = z.url({ protocol: /^https?$/, error: malformed('must be an absolute http:// or https:// URL'), abort: true });
 /** A URL identity depends on (public URL, provider URLs): https, or plain http on a loopback host. */
 const secureUrl = httpUrl.refine(isHttpsOrLoopback, 'must use https; plain http is accepted only for loopback hosts');
+/** A cookie's Domain attribute: a domain name, with an optional leading dot. */
+const COOKIE_DOMAIN = /^\.?[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 const regexSource = z.string().refine(isValidRegex, { message: 'is not a valid regular expression' });
 const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$/, 'must be "host:port"');
 const textOrList = (message: string) => z.union([text, z.array(text).min(1)], { error: malformed(message) });
@@ -134,9 +136,9 @@ const cookieSchema = z
     type: z.enum(['persistent', 'session']).default('persistent').describe('seed: "Cookie type" persistent/session'),
     domain: z
       .string()
-      .regex(/^\.?[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/, 'must be a domain name such as example.com')
+      .regex(COOKIE_DOMAIN, 'must be a domain name such as example.com')
       .optional()
-      .describe('seed: "Enable Single Sign On Cookie": a parent domain shares the cookie; unset = host-only'),
+      .describe('seed: "Enable Single Sign On Cookie": the publicUrl host or a parent domain of it, shares the cookie; unset = host-only'),
     secure: z.boolean().optional().describe('Secure attribute; default true when publicUrl is https'),
     sameSite: z.enum(['lax', 'strict', 'none']).default('lax').describe('SameSite attribute'),
   })
@@ -331,6 +333,10 @@ function checkCrossSectionRules(config: ParsedConfig, ctx: z.RefinementCtx): voi
       ctx.addIssue({ code: 'custom', path: ['redis'], message: 'set exactly one of redis.url, redis.sentinel, redis.cluster (session.store is "redis")' });
     }
   }
+  if (session.cookie.domain !== undefined && !cookieDomainCovers(session.cookie.domain, config.publicUrl)) {
+    // Browsers drop a cookie whose Domain does not cover the host that set it: sign-in would loop.
+    ctx.addIssue({ code: 'custom', path: ['session', 'cookie', 'domain'], message: 'must be the publicUrl host or a parent domain of it' });
+  }
   if (session.cookie.sameSite === 'none' && !secureCookie(config)) {
     ctx.addIssue({ code: 'custom', path: ['session', 'cookie', 'sameSite'], message: '"none" requires a Secure cookie (session.cookie.secure: true)' });
   }
@@ -339,6 +345,14 @@ function checkCrossSectionRules(config: ParsedConfig, ctx: z.RefinementCtx): voi
     // Users' ID tokens carry that audience: they must never pass as machine credentials.
     ctx.addIssue({ code: 'custom', path: ['clients', 'idpTokens', 'audience'], message: 'must not be provider.clientId (users\' ID tokens carry that audience)' });
   }
+}
+
+/** True also when the domain or publicUrl is malformed: each has its own error. */
+function cookieDomainCovers(domain: string, publicUrl: string): boolean {
+  if (!COOKIE_DOMAIN.test(domain) || !URL.canParse(publicUrl)) return true;
+  const host = new URL(publicUrl).hostname.toLowerCase();
+  const name = domain.replace(/^\./, '').toLowerCase();
+  return host === name || host.endsWith('.' + name);
 }
 
 function secureCookie(config: ParsedConfig): boolean {

@@ -300,6 +300,12 @@ t.test('every cross-field rule names the key it is about', async (t) => {
       'provider.tokenEndpoint: must use https; plain http is accepted only for loopback hosts',
     ],
     ['a short session secret', { session: { secret: 'x'.repeat(31) } }, 'session.secret: must be at least 32 bytes long'],
+    ['a cookie domain the publicUrl host is not in', { session: { cookie: { domain: 'example.org' } } }, 'session.cookie.domain: must be the publicUrl host or a parent domain of it'],
+    [
+      'a cookie domain that only ends like the publicUrl host',
+      { publicUrl: 'https://portal.example.com', session: { cookie: { domain: 'le.com' } } },
+      'session.cookie.domain: must be the publicUrl host or a parent domain of it',
+    ],
     ['a cookie domain that is not a domain name', { session: { cookie: { domain: 'example.com; SameSite=None' } } }, 'session.cookie.domain: must be a domain name such as example.com'],
     [
       'SameSite=None without Secure',
@@ -345,6 +351,8 @@ t.test('configurations that satisfy the cross-field rules load', async (t) => {
     ['plain http on [::1]', { publicUrl: 'http://[::1]:4180' }],
     ['a 32-byte secret of 16 two-byte characters', { session: { secret: 'é'.repeat(16) } }],
     ['SameSite=None on an https publicUrl', { session: { cookie: { sameSite: 'none' } } }],
+    ['a cookie domain that is a parent of the publicUrl host', { publicUrl: 'https://portal.example.com', session: { cookie: { domain: '.Example.com' } } }],
+    ['a cookie domain that is the publicUrl host', { publicUrl: 'https://portal.example.com', session: { cookie: { domain: 'portal.example.com' } } }],
     [
       'an application of each grant type',
       {

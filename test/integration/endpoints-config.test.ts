@@ -67,11 +67,12 @@ t.test('routes.prefix moves the own endpoints; the callback stays at provider.re
 });
 
 t.test('session.cookie.domain is set on the session cookie and on its deletion', async (t) => {
-  const stack = await startStack({ config: { session: { cookie: { domain: 'example.test' } } } });
+  // The stack's publicUrl is on 127.0.0.1: the only Domain that covers it is that address itself.
+  const stack = await startStack({ config: { session: { cookie: { domain: '127.0.0.1' } } } });
   t.teardown(() => stack.stop());
   const url = (path: string) => stack.sidecar.url + path;
   const { cookieHeader, setCookie } = await signIn(stack);
-  t.match(setCookie, /; Domain=example\.test(;|$)/, 'the session cookie is shared with the parent domain');
+  t.match(setCookie, /; Domain=127\.0\.0\.1(;|$)/, 'the session cookie carries the Domain attribute');
   t.match(setCookie, /; Path=\/(;|$)/);
   t.equal((await request(url('/oauth2/userinfo'), { headers: { cookie: cookieHeader } })).status, 200);
 
@@ -81,7 +82,7 @@ t.test('session.cookie.domain is set on the session cookie and on its deletion',
   t.ok(clearing, 'sign-out deletes the session cookie');
   t.match(clearing, /^_oidc_sidecar=;/);
   t.match(clearing, /; Max-Age=0(;|$)/);
-  t.match(clearing, /; Domain=example\.test(;|$)/, 'with the same Domain, or browsers would keep it');
+  t.match(clearing, /; Domain=127\.0\.0\.1(;|$)/, 'with the same Domain, or browsers would keep it');
   t.match(clearing, /; Path=\/(;|$)/, 'and the same Path');
   t.equal((await request(url('/oauth2/userinfo'), { headers: { cookie: cookieHeader } })).status, 401, 'the old cookie no longer works');
 
@@ -89,6 +90,6 @@ t.test('session.cookie.domain is set on the session cookie and on its deletion',
   const stale = await request(url('/oauth2/sign_out'), { headers: { ...NAVIGATION, cookie: cookieHeader } });
   t.equal(stale.status, 200);
   const staleClearing = (stale.headers['set-cookie'] ?? []).find((header) => header.startsWith('_oidc_sidecar='));
-  t.match(staleClearing, /; Domain=example\.test(;|$)/);
+  t.match(staleClearing, /; Domain=127\.0\.0\.1(;|$)/);
   t.match(staleClearing, /; Max-Age=0(;|$)/);
 });
