@@ -95,54 +95,54 @@ t.test('a registry swapped in by a reload brings its own decoy', async (t) => {
 /** A configuration file with these applications, and what a sidecar started on it logs. */
 async function startWithApplications(dir: string, applications: ApplicationConfig[]) {
   const file = join(dir, 'sidecar.yaml');
-  await writeFile(
-    file,
-    toYaml({
-      upstream: { url: 'http://127.0.0.1:8080' },
-      publicUrl: 'http://127.0.0.1:4180',
-      provider: { issuerUrl: 'http://127.0.0.1:9000', clientId: 'portal', clientSecret: 'secret' },
-      session: { secret: 'session-secret-0123456789-abcdefghij' },
-      applications,
-    }),
-  );
+  const writeConfig = (apps: ApplicationConfig[]) =>
+    writeFile(
+      file,
+      toYaml({
+        upstream: { url: 'http://127.0.0.1:8080' },
+        publicUrl: 'http://127.0.0.1:4180',
+        provider: { issuerUrl: 'http://127.0.0.1:9000', clientId: 'portal', clientSecret: 'secret' },
+        session: { secret: 'session-secret-0123456789-abcdefghij' },
+        applications: apps,
+      }),
+    );
+  await writeConfig(applications);
   const { config } = await loadConfig({ file, env: {} });
   const logLines: string[] = [];
   const logger = createLogger('info', { write: (line: string) => void logLines.push(line) });
-  const clients = await MachineClients.start({ config, logger, store: new MemoryStore({ clock: Date.now }), clock: Date.now, env: {} });
-  return { clients, logLines };
+  const clients = await MachineClients.start({ config, logger, store: new MemoryStore({ clock: Date.now }), clock: Date.now, configFile: file, env: {} });
+  return { clients, logLines, writeConfig };
+}
+
+/** The clientIds of the cheaper-hash warnings logged so far. */
+function cheaperHashWarnings(logLines: string[]): string[][] {
+  return logLines
+    .map((line) => JSON.parse(line) as { level: number; clientIds?: string[]; msg: string })
+    .filter((entry) => entry.level === PINO_WARN && entry.msg.includes('cheaper scrypt parameters'))
+    .map((entry) => entry.clientIds ?? []);
 }
 
 t.test('client secrets hashed with cheaper parameters than the others are named in a warning at start', async (t) => {
   const cheap = hashWith(2 ** 10, 8, 1);
-  const { clients, logLines } = await startWithApplications(t.testdir(), [job('hardened', hashWith(2 ** 12, 8, 1)), job('cheap', cheap), job('also-hardened', hashWith(2 ** 12, 8, 1))]);
+  const { clients, logLines, writeConfig } = await startWithApplications(t.testdir(), [job('hardened', hashWith(2 ** 12, 8, 1)), job('cheap', cheap), job('also-hardened', hashWith(2 ** 12, 8, 1))]);
   t.teardown(() => clients.close());
-  const warnings = logLines.map((line) => JSON.parse(line) as { level: number; clientIds?: string[]; msg: string }).filter((entry) => entry.level === PINO_WARN);
-  t.equal(warnings.length, 1);
-  t.same(warnings[0]!.clientIds, ['cheap']);
-  t.match(warnings[0]!.msg, /hash every client secret with the same parameters/);
+  t.same(cheaperHashWarnings(logLines), [['cheap']]);
+  t.match(logLines.join('\n'), /hash every client secret with the same parameters/);
   t.notOk(logLines.some((line) => line.includes(cheap.split('$')[5]!)), 'no hash is logged');
+
+  await writeConfig([job('hardened', hashWith(2 ** 12, 8, 1)), job('cheap', cheap), job('newly-cheap', hashWith(2 ** 11, 8, 1))]);
+  t.ok(await clients.reload());
+  t.same(cheaperHashWarnings(logLines), [['cheap'], ['cheap', 'newly-cheap']], 'a reload warns again, with its own list');
 
   const same = await startWithApplications(t.testdir(), [job('a', hashWith(2 ** 10, 8, 1)), job('b', hashWith(2 ** 10, 8, 1))]);
   t.teardown(() => same.clients.close());
-  t.notOk(same.logLines.some((line) => line.includes('cheaper scrypt parameters')), 'no warning when every hash costs the same');
+  t.same(cheaperHashWarnings(same.logLines), [], 'no warning when every hash costs the same');
 });
 
 t.test('an application without the client_credentials grant is refused like an unknown client id, throttle included', async (t) => {
   const dir = t.testdir();
   const cheap = () => hashWith(2 ** 10, 1, 1);
-  const file = join(dir, 'sidecar.yaml');
-  await writeFile(
-    file,
-    toYaml({
-      upstream: { url: 'http://127.0.0.1:8080' },
-      publicUrl: 'http://127.0.0.1:4180',
-      provider: { issuerUrl: 'http://127.0.0.1:9000', clientId: 'portal', clientSecret: 'secret' },
-      session: { secret: 'session-secret-0123456789-abcdefghij' },
-      applications: [job('job', cheap()), await hmacApp(dir, 'certificate-only', { clientSecretHash: cheap() })],
-    }),
-  );
-  const { config } = await loadConfig({ file, env: {} });
-  const clients = await MachineClients.start({ config, logger: createLogger('silent'), store: new MemoryStore({ clock: Date.now }), clock: Date.now, env: {} });
+  const { clients } = await startWithApplications(dir, [job('job', cheap()), await hmacApp(dir, 'certificate-only', { clientSecretHash: cheap() })]);
   t.teardown(() => clients.close());
   const attempt = async (clientId: string) => {
     const answer = await clients.token({ authorization: undefined, form: new URLSearchParams({ grant_type: 'client_credentials', client_id: clientId, client_secret: 'guess' }), address: '10.0.0.7' });
