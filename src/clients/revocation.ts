@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { sha256Base64url } from '../session/crypto.js';
 import type { Clock, KeyValueStore } from '../session/store.js';
 
 const KEY_PREFIX = 'revoked-token:';
@@ -26,5 +26,5 @@ export class RevocationList {
 
 /** Store keys never hold raw identifiers. */
 function keyOf(jti: string): string {
-  return KEY_PREFIX + createHash('sha256').update(jti).digest('base64url');
+  return KEY_PREFIX + sha256Base64url(jti);
 }

@@ -1,5 +1,5 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { deriveKey, open, seal } from '../session/crypto.js';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { deriveKey, open, seal, sha256Base64url } from '../session/crypto.js';
 import type { KeyValueStore } from '../session/store.js';
 import type { AuthorizationChecks } from './provider.js';
 
@@ -46,7 +46,7 @@ export class LoginTransactions {
 }
 
 function storeKey(state: string): string {
-  return 'tx:' + createHash('sha256').update(state).digest('base64url');
+  return 'tx:' + sha256Base64url(state);
 }
 
 /** A new browser-binding value (set once per browser, shared by its tabs). */
@@ -55,7 +55,7 @@ export function newBindingValue(): string {
 }
 
 export function bindingHash(value: string): string {
-  return createHash('sha256').update(value).digest('base64url');
+  return sha256Base64url(value);
 }
 
 /** True when `cookieValue` is the binding the transaction was started with (constant time). */

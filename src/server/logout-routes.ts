@@ -1,6 +1,6 @@
-import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { LogoutTokenError, type LogoutTarget } from '../oidc/logout-token.js';
+import { sha256Base64url } from '../session/crypto.js';
 import { BodyError, readFormBody } from './body.js';
 import { sendJson } from './responses.js';
 import { requestAuditFields, type Services } from './services.js';
@@ -29,7 +29,7 @@ export async function backchannelLogout(services: Services, req: IncomingMessage
     if (error instanceof LogoutTokenError) return refuse(400, error.message);
     throw error;
   }
-  const jtiKey = `logout-jti:${createHash('sha256').update(target.jti).digest('base64url')}`;
+  const jtiKey = `logout-jti:${sha256Base64url(target.jti)}`;
   const releaseJti = await services.store.tryLock(jtiKey, Math.max(1000, target.exp * 1000 - services.clock()));
   if (!releaseJti) return refuse(400, 'the logout token was already used');
   let ended: number;

@@ -1,8 +1,9 @@
-import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, hkdfSync, randomBytes } from 'node:crypto';
 
 /**
  * Authenticated encryption of session records (AES-256-GCM) and the derivation of every key the
- * sessions use from the one configured secret (HKDF-SHA256, one key per purpose).
+ * sessions use from the one configured secret (HKDF-SHA256, one key per purpose); and the hash
+ * that names store keys by a value without revealing it.
  *
  * Sealed layout: version (1 byte) ‖ IV (12 bytes) ‖ ciphertext ‖ GCM tag (16 bytes).
  */
@@ -44,4 +45,9 @@ export function open(key: Buffer, sealed: Buffer, aad: Buffer = NO_AAD): Buffer 
 /** A 32-byte key for one `purpose` (e.g. "session-ticket"), derived from `secret` with HKDF-SHA256. */
 export function deriveKey(secret: string, purpose: string): Buffer {
   return Buffer.from(hkdfSync('sha256', secret, HKDF_SALT, purpose, KEY_BYTES));
+}
+
+/** The SHA-256 of `value`, base64url: names store keys and caches by a value without revealing it. */
+export function sha256Base64url(value: string | Buffer): string {
+  return createHash('sha256').update(value).digest('base64url');
 }

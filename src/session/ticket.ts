@@ -1,5 +1,5 @@
-import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { deriveKey } from './crypto.js';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { deriveKey, sha256Base64url } from './crypto.js';
 
 /**
  * The session cookie's content: an opaque ticket naming a store record (`id`) and holding the key
@@ -61,5 +61,5 @@ export class TicketCodec {
 
 /** The store key of a ticket's session record: `session:` + base64url(SHA-256(id)), never the raw id. */
 export function sessionStoreKey(ticket: Ticket): string {
-  return 'session:' + createHash('sha256').update(ticket.id).digest('base64url');
+  return 'session:' + sha256Base64url(ticket.id);
 }
