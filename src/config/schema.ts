@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { isSecretHash } from '../clients/secret-hash.js';
 
@@ -347,12 +348,15 @@ function checkCrossSectionRules(config: ParsedConfig, ctx: z.RefinementCtx): voi
   }
 }
 
-/** True also when the domain or publicUrl is malformed: each has its own error. */
+/**
+ * The browsers' rule (RFC 6265 §5.1.3): the host itself, or a parent domain of a host name — an
+ * IP address has none. True also when the domain or publicUrl is malformed: each has its own error.
+ */
 function cookieDomainCovers(domain: string, publicUrl: string): boolean {
   if (!COOKIE_DOMAIN.test(domain) || !URL.canParse(publicUrl)) return true;
   const host = new URL(publicUrl).hostname.toLowerCase();
   const name = domain.replace(/^\./, '').toLowerCase();
-  return host === name || host.endsWith('.' + name);
+  return host === name || (isIP(host) === 0 && host.endsWith('.' + name));
 }
 
 function secureCookie(config: ParsedConfig): boolean {

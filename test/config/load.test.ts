@@ -306,6 +306,11 @@ t.test('every cross-field rule names the key it is about', async (t) => {
       { publicUrl: 'https://portal.example.com', session: { cookie: { domain: 'le.com' } } },
       'session.cookie.domain: must be the publicUrl host or a parent domain of it',
     ],
+    [
+      'a cookie domain that is a "parent" of an IP address',
+      { publicUrl: 'https://10.0.0.5', session: { cookie: { domain: '0.5' } } },
+      'session.cookie.domain: must be the publicUrl host or a parent domain of it',
+    ],
     ['a cookie domain that is not a domain name', { session: { cookie: { domain: 'example.com; SameSite=None' } } }, 'session.cookie.domain: must be a domain name such as example.com'],
     [
       'SameSite=None without Secure',
@@ -352,6 +357,7 @@ t.test('configurations that satisfy the cross-field rules load', async (t) => {
     ['a 32-byte secret of 16 two-byte characters', { session: { secret: 'é'.repeat(16) } }],
     ['SameSite=None on an https publicUrl', { session: { cookie: { sameSite: 'none' } } }],
     ['a cookie domain that is a parent of the publicUrl host', { publicUrl: 'https://portal.example.com', session: { cookie: { domain: '.Example.com' } } }],
+    ['a cookie domain that is the publicUrl IP address', { publicUrl: 'http://127.0.0.1:4180', session: { cookie: { domain: '127.0.0.1' } } }],
     ['a cookie domain that is the publicUrl host', { publicUrl: 'https://portal.example.com', session: { cookie: { domain: 'portal.example.com' } } }],
     [
       'an application of each grant type',
