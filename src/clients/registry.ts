@@ -52,11 +52,9 @@ export class ApplicationRegistry {
 
   private constructor(applications: Application[]) {
     this.#byClientId = new Map(applications.map((app) => [app.clientId, app]));
-    this.decoySecretHash = decoySecretHash([...this.#byClientId.values()].map(clientCredentialsHash));
-    this.cheaperSecretHashes = applications.filter((app) => {
-      const hash = clientCredentialsHash(app);
-      return hash !== undefined && costsLessThan(hash, this.decoySecretHash);
-    }).map((app) => app.clientId);
+    const registered = [...this.#byClientId.values()].map((app) => ({ clientId: app.clientId, hash: clientCredentialsHash(app) }));
+    this.decoySecretHash = decoySecretHash(registered.map(({ hash }) => hash));
+    this.cheaperSecretHashes = registered.filter(({ hash }) => hash !== undefined && costsLessThan(hash, this.decoySecretHash)).map(({ clientId }) => clientId);
   }
 
   /** Reads every certificate and key file; throws an `ApplicationsError` listing every unusable one. */
