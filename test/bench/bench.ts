@@ -167,16 +167,16 @@ async function startDeployment(placement: CpuPlacement | undefined): Promise<Dep
     };
     const addHeaders = await headersAddedBy(stack.sidecar.url, { cookie: cookieHeader });
     const watched = { portal: { name: 'portal', pid: portal.pid }, redisServer: await findRedisServer(redis.port) };
-    const startProxy = (name: string, script: string, input: unknown) => async (): Promise<Served> => {
+    const startProxy = (name: string, script: string, input: unknown, alsoWatch: WatchedProcess[] = []) => async (): Promise<Served> => {
       const server = await startServerChild(script, input, placement?.proxies);
-      return { url: server.url + PAGE, server, watch: [{ name, pid: server.pid }, watched.portal, ...(name === 'sidecar' ? watched.redisServer : [])], stop: () => server.stop() };
+      return { url: server.url + PAGE, server, watch: [{ name, pid: server.pid }, watched.portal, ...alsoWatch], stop: () => server.stop() };
     };
     const servers = {
       portal: async (): Promise<Served> => ({ url: portal.url + PAGE, server: portal, watch: [watched.portal], stop: async () => {} }),
       bareProxy: startProxy('proxy', './bare-proxy-process.ts', { target: portal.url }),
       control: startProxy('proxy', './bare-proxy-process.ts', { target: portal.url }),
       bareProxyAddingHeaders: startProxy('proxy', './bare-proxy-process.ts', { target: portal.url, addHeaders }),
-      sidecar: startProxy('sidecar', './sidecar-process.ts', stack.config),
+      sidecar: startProxy('sidecar', './sidecar-process.ts', stack.config, watched.redisServer),
     };
     return { targets: benchTargets(servers, { cookie: cookieHeader }, machineHeaders), stop };
   } catch (error) {
