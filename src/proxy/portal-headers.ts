@@ -1,10 +1,11 @@
 import type { IncomingHttpHeaders } from 'node:http';
 
+const CONNECTION = 'connection';
 /**
  * Connection-level headers (RFC 9110 §7.6.1): they describe one hop, so a proxy neither passes them
  * on nor acts on them for the next hop — and neither does it pass the headers that `Connection` names.
  */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+const HOP_BY_HOP = new Set([CONNECTION, 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
 /** Node answers `Expect: 100-continue` itself (and http-proxy would skip its `proxyReq` event, so the time-out, for a request still expecting one). */
 const ANSWERED_BY_THE_SIDECAR = 'expect';
 /** Node frames a request body for the next hop from these: they stay whatever `Connection` says. */
@@ -46,14 +47,27 @@ function endsAtTheSidecar(name: string, named: Set<string> | undefined): boolean
 }
 
 /** A response's raw header list (names as sent, repeated headers kept) without hop-by-hop headers. */
-export function endToEndHeaders(rawHeaders: readonly string[], connection: string | undefined): string[] {
-  const named = connectionOptions(connection);
+export function endToEndHeaders(rawHeaders: readonly string[]): string[] {
+  const named = connectionOptions(rawConnectionHeader(rawHeaders));
   const headers: string[] = [];
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]!.toLowerCase();
     if (!HOP_BY_HOP.has(name) && !named?.has(name)) headers.push(rawHeaders[i]!, rawHeaders[i + 1]!);
   }
   return headers;
+}
+
+/**
+ * The `Connection` values of a raw header list, joined. Read from the raw list: the message's
+ * header object would be built for every response only to find this one header.
+ */
+function rawConnectionHeader(rawHeaders: readonly string[]): string | undefined {
+  let value: string | undefined;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!;
+    if (name.length === CONNECTION.length && name.toLowerCase() === CONNECTION) value = value === undefined ? rawHeaders[i + 1] : `${value}, ${rawHeaders[i + 1]}`;
+  }
+  return value;
 }
 
 /** The header names listed in `Connection`; none for the usual `keep-alive` or `close`. */

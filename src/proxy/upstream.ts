@@ -118,6 +118,6 @@ function abandonIfUnfinished(this: http.ServerResponse): void {
 
 /** The portal's status and headers in one `writeHead` (Node frames the body itself), then its body. */
 function writeResponse(proxyRes: http.IncomingMessage, res: http.ServerResponse): void {
-  res.writeHead(proxyRes.statusCode!, proxyRes.statusMessage, endToEndHeaders(proxyRes.rawHeaders, proxyRes.headers.connection));
+  res.writeHead(proxyRes.statusCode!, proxyRes.statusMessage, endToEndHeaders(proxyRes.rawHeaders));
   proxyRes.pipe(res);
 }

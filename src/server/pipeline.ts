@@ -12,6 +12,7 @@ import { isBrowserNavigation } from './request-kind.js';
 import { ownEndpointRoute, RequestObserver, type ObservedRequest } from './request-observer.js';
 import { acceptsHtml, answerSocket, sendHtml, sendJson, sendUnauthorized } from './responses.js';
 import { REQUEST_ID_HEADER, type Services } from './services.js';
+import type { Session } from '../session/session.js';
 import { startSignIn } from './sign-in-routes.js';
 
 const VALID_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -28,7 +29,8 @@ const RETRY_SOON = { 'retry-after': '5' };
 export function createRequestHandler(services: Services): (req: IncomingMessage, res: ServerResponse) => void {
   const observer = new RequestObserver(services.metrics.http, services.config.log.access ? services.logger.child({ log: 'access' }) : undefined);
 
-  async function handle(req: IncomingMessage, res: ServerResponse, observed: ObservedRequest): Promise<void> {
+  /** Answers one request; a promise only when a step has to wait (machine credentials, the session store, sign-in). */
+  function handle(req: IncomingMessage, res: ServerResponse, observed: ObservedRequest): void | Promise<void> {
     services.identity.strip(req.headers);
     assignRequestId(req);
     const path = normalizeRequestPath(req.url);
@@ -44,23 +46,30 @@ export function createRequestHandler(services: Services): (req: IncomingMessage,
       observed.route = 'public';
       return forward(req, res);
     }
-    if (carriesMachineCredential(req)) {
-      const machine = await authenticateMachineClient(services, req, path.normalized);
-      if (machine.status === 'refused') return sendInvalidClient(res, services.publicOrigin);
-      if (machine.status === 'authenticated') {
-        observed.clientId = machine.clientId;
-        return forward(req, res, machine.headers, MACHINE_CREDENTIAL_HEADERS);
-      }
-    }
+    if (carriesMachineCredential(req)) return handleMachineCredential(req, res, observed, path.normalized);
+    const session = authenticateSessionNow(services, req);
+    if (session !== undefined) return handleSession(req, res, observed, session, path.normalized);
+    return authenticateSession(services, req).then((stored) => handleSession(req, res, observed, stored, path.normalized));
+  }
 
-    let session = authenticateSessionNow(services, req);
-    if (session === undefined) session = await authenticateSession(services, req);
+  async function handleMachineCredential(req: IncomingMessage, res: ServerResponse, observed: ObservedRequest, path: string): Promise<void> {
+    const machine = await authenticateMachineClient(services, req, path);
+    if (machine.status === 'refused') return sendInvalidClient(res, services.publicOrigin);
+    if (machine.status === 'authenticated') {
+      observed.clientId = machine.clientId;
+      return forward(req, res, machine.headers, MACHINE_CREDENTIAL_HEADERS);
+    }
+    const session = authenticateSessionNow(services, req);
+    return handleSession(req, res, observed, session === undefined ? await authenticateSession(services, req) : session, path);
+  }
+
+  /** With a session, to the portal; without, to the provider (a browser navigation) or a 401. */
+  function handleSession(req: IncomingMessage, res: ServerResponse, observed: ObservedRequest, session: Session | null, path: string): void | Promise<void> {
     if (session) {
       observed.user = session.user;
       return forward(req, res, services.identity.forSession(session));
     }
-
-    if (isBrowserNavigation(req.method, req.headers, services.apiRoutes.matches(path.normalized))) {
+    if (isBrowserNavigation(req.method, req.headers, services.apiRoutes.matches(path))) {
       const returnTo = safeReturnUrl(services.publicOrigin + req.url, services.publicOrigin) ?? services.publicOrigin + '/';
       return startSignIn(services, req, res, returnTo);
     }
@@ -72,8 +81,13 @@ export function createRequestHandler(services: Services): (req: IncomingMessage,
     services.upstream.web(req, res);
   }
 
+  // The usual request (a session whose record is at hand) is answered without a promise.
   return (req, res) => {
-    handle(req, res, observer.begin(res)).catch((error: unknown) => sendInternalError(services, req, res, error));
+    try {
+      handle(req, res, observer.begin(res))?.catch((error: unknown) => sendInternalError(services, req, res, error));
+    } catch (error) {
+      sendInternalError(services, req, res, error);
+    }
   };
 }
 
