@@ -8,6 +8,7 @@ import { hashSecret, readSecretLine, type SecretInput } from './clients/index.js
 import { ConfigError, formatConfigProblems, loadConfig, redactConfig, type LoadedConfig } from './config/index.js';
 import { createLogger, type Logger } from './log/index.js';
 import { startSidecar, type RunningSidecar } from './server/index.js';
+import { runSessionsCommand, SESSIONS_OPTIONS, SESSIONS_SUMMARY, SESSIONS_USAGE } from './session/index.js';
 
 /** Where a command reads and writes: the process's own streams, or test doubles. */
 export interface CliIo {
@@ -53,6 +54,7 @@ const COMMANDS = new Map<string, Command>([
     },
   ],
   ['hash-secret', { usage: 'hash-secret', summary: 'read a client secret from standard input, print its clientSecretHash', options: {}, run: hashSecretCommand }],
+  ['sessions', { usage: SESSIONS_USAGE, summary: SESSIONS_SUMMARY, options: { ...CONFIG_OPTION, ...SESSIONS_OPTIONS }, allowPositionals: true, run: sessionsCommand }],
   ['audit', { usage: AUDIT_USAGE, summary: AUDIT_SUMMARY, options: { ...CONFIG_OPTION, ...AUDIT_OPTIONS }, run: audit }],
 ]);
 
@@ -142,6 +144,11 @@ async function hashSecretCommand(_args: ParsedArgs, io: CliIo): Promise<number> 
 async function audit(args: ParsedArgs, io: CliIo): Promise<number> {
   const loaded = await loadConfigOrReport(args, io);
   return loaded ? runAuditCommand(loaded.config, args.values, io) : EXIT_FAILURE;
+}
+
+async function sessionsCommand(args: ParsedArgs, io: CliIo): Promise<number> {
+  const loaded = await loadConfigOrReport(args, io);
+  return loaded ? runSessionsCommand(loaded.config, args.positionals, args.values, io) : EXIT_FAILURE;
 }
 
 async function start(args: ParsedArgs, io: CliIo): Promise<number> {

@@ -21,8 +21,8 @@ export interface AuditEvent {
   clientId?: string;
   /**
    * How the user or client authenticated, or which channel ended the session: an `X-Auth-Method`
-   * value (`session`, `bearer`, `client-credentials`, `client-certificate`) or `backchannel` /
-   * `frontchannel`. A fixed set: it is a metric label.
+   * value (`session`, `bearer`, `client-credentials`, `client-certificate`), `backchannel` /
+   * `frontchannel`, or `cli` (`oidc-sidecar sessions revoke`). A fixed set: it is a metric label.
    */
   method?: string;
   ip?: string;

@@ -9,6 +9,7 @@ const STORE_OPERATIONS = [
   'get',
   'get_cached',
   'take',
+  'ttl',
   'expire',
   'delete',
   'add_to_set',
@@ -84,6 +85,10 @@ export class InstrumentedStore implements KeyValueStore {
 
   take(key: string): Promise<Buffer | null> {
     return this.timer.time('take', () => this.inner.take(key));
+  }
+
+  ttl(key: string): Promise<number | null> {
+    return this.timer.time('ttl', () => this.inner.ttl(key));
   }
 
   expire(key: string, ttlMs: number): Promise<void> {

@@ -63,6 +63,11 @@ export class MemoryStore implements KeyValueStore {
     return value;
   }
 
+  async ttl(key: string): Promise<number | null> {
+    const entry = this.#live(key);
+    return entry ? entry.expiresAt - this.#clock() : null;
+  }
+
   async expire(key: string, ttlMs: number): Promise<void> {
     const entry = this.#live(key);
     if (entry) entry.expiresAt = this.#clock() + ttlMs;

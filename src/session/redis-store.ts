@@ -77,6 +77,8 @@ interface ScriptCommands {
 export interface RedisStoreOptions {
   /** Errors of the local copy's invalidation connection. */
   onError?: (error: unknown) => void;
+  /** Keep local copies of session records (standalone and Sentinel; default true). A command-line tool reads each once. */
+  localCopies?: boolean;
 }
 
 /**
@@ -96,7 +98,7 @@ export class RedisStore implements KeyValueStore {
     client.defineCommand('addToSetAtLeast', { numberOfKeys: 1, lua: ADD_TO_SET });
     this.#client = client as RedisClient & ScriptCommands;
     const standalone = client instanceof Redis;
-    this.#cache = standalone ? new TrackedReadCache(client, client.options.keyPrefix ?? '', { onError: options.onError }) : undefined;
+    this.#cache = standalone && options.localCopies !== false ? new TrackedReadCache(client, client.options.keyPrefix ?? '', { onError: options.onError }) : undefined;
     this.#bounded = standalone ? (operation) => operation : withTimeout;
   }
 
@@ -127,6 +129,12 @@ export class RedisStore implements KeyValueStore {
   take(key: string): Promise<Buffer | null> {
     this.#cache?.forget(key);
     return this.#bounded(this.#client.getdelBuffer(key));
+  }
+
+  /** Every key the sidecar writes has a time-to-live; one without (-1) would count as absent. */
+  async ttl(key: string): Promise<number | null> {
+    const remaining = await this.#bounded(this.#client.pttl(key));
+    return remaining >= 0 ? remaining : null;
   }
 
   async expire(key: string, ttlMs: number): Promise<void> {

@@ -4,7 +4,15 @@ import { setBounded } from './bounded.js';
 import { deriveKey, open, seal } from './crypto.js';
 import type { Session } from './session.js';
 import { systemClock, type Clock, type KeyValueStore } from './store.js';
-import { sessionStoreKey, TicketCodec, type Ticket } from './ticket.js';
+import { sessionIdOfStoreKey, sessionStoreKey, storeKeyOfSession, TicketCodec, type Ticket } from './ticket.js';
+
+/** A session as `oidc-sidecar sessions list` shows it. */
+export interface SessionListing {
+  /** base64url(SHA-256(ticket id)): names the record, and cannot be turned into a cookie. */
+  id: string;
+  /** Milliseconds until the idle time-out ends the session, unless it is used meanwhile. */
+  idleTimeoutInMs: number;
+}
 
 export interface SessionManagerOptions {
   store: KeyValueStore;
@@ -195,6 +203,26 @@ export class SessionManager {
   /** Ends every session of a user, named by user name, e-mail or subject; returns how many ended. */
   endByUser(user: string): Promise<number> {
     return this.#endIndexed(this.#userIndexKey(user));
+  }
+
+  /**
+   * The current sessions of a user, named by user name, e-mail or subject. What an operator can be
+   * shown: a record is sealed with a key only its cookie holds, so no claim, only id and time-out.
+   */
+  async listByUser(user: string): Promise<SessionListing[]> {
+    const storeKeys = await this.#store.setMembers(this.#userIndexKey(user));
+    const ttls = await Promise.all(storeKeys.map((storeKey) => this.#store.ttl(storeKey)));
+    return storeKeys.flatMap((storeKey, i) => (ttls[i] === null ? [] : [{ id: sessionIdOfStoreKey(storeKey), idleTimeoutInMs: ttls[i]! }]));
+  }
+
+  /**
+   * Ends the session `id` (as `listByUser` names it); false when there is none. Its index entries
+   * are pruned later, like those of a session that timed out.
+   */
+  async endById(id: string): Promise<boolean> {
+    const storeKey = storeKeyOfSession(id);
+    this.#forget(storeKey);
+    return (await this.#store.take(storeKey)) !== null;
   }
 
   /** Ends every session of an IdP session (`sid`); returns how many ended. */

@@ -26,6 +26,8 @@ export interface KeyValueStore {
   peek(key: string): Buffer | null | undefined;
   /** Reads and deletes `key` in one atomic step: of two concurrent callers, only one gets the value. */
   take(key: string): Promise<Buffer | null>;
+  /** Milliseconds `key` has left to live, or null when it is absent or expired. */
+  ttl(key: string): Promise<number | null>;
   /** Sets a new time-to-live on an existing key; no effect when the key is absent. */
   expire(key: string, ttlMs: number): Promise<void>;
   /** Deletes keys; absent keys are ignored. */

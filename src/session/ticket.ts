@@ -59,7 +59,19 @@ export class TicketCodec {
   }
 }
 
-/** The store key of a ticket's session record: `session:` + base64url(SHA-256(id)), never the raw id. */
+const SESSION_KEY_PREFIX = 'session:';
+/** A session's id as operators see it (`oidc-sidecar sessions`): base64url(SHA-256(ticket id)). */
+export const SESSION_ID = /^[A-Za-z0-9_-]{43}$/;
+
+/** The store key of a ticket's session record: `session:` + its session id, never the raw ticket id. */
 export function sessionStoreKey(ticket: Ticket): string {
-  return 'session:' + sha256Base64url(ticket.id);
+  return storeKeyOfSession(sha256Base64url(ticket.id));
+}
+
+export function storeKeyOfSession(sessionId: string): string {
+  return SESSION_KEY_PREFIX + sessionId;
+}
+
+export function sessionIdOfStoreKey(storeKey: string): string {
+  return storeKey.slice(SESSION_KEY_PREFIX.length);
 }

@@ -155,6 +155,7 @@ t.test('every store operation is timed by name, and its failures counted and pas
   await store.set('k', Buffer.from('v'), 1000);
   await store.get('k');
   await store.get('absent');
+  await store.ttl('k');
   const release = await store.tryLock('lock', 1000);
   await release!();
   await store.addToSet('s', 'm', 1000);
@@ -163,8 +164,8 @@ t.test('every store operation is timed by name, and its failures counted and pas
   const scrape = parseExposition((await metrics.exposition()).body);
   const count = (operation: string) => scrape.value('oidc_sidecar_session_store_operation_duration_seconds_count', { operation });
   t.same(
-    ['set', 'get', 'lock', 'unlock', 'add_to_set', 'ping'].map(count),
-    [1, 3, 1, 1, 1, 0],
+    ['set', 'get', 'ttl', 'lock', 'unlock', 'add_to_set', 'ping'].map(count),
+    [1, 3, 1, 1, 1, 1, 0],
   );
   t.equal(scrape.value('oidc_sidecar_session_store_errors_total', { operation: 'get' }), 1);
   t.equal(scrape.value('oidc_sidecar_session_store_errors_total', { operation: 'set' }), 0);

@@ -111,6 +111,16 @@ export function runStoreSuite(t: Test, name: string, makeStore: () => Promise<St
     t.equal(await store.get('absent'), null);
   });
 
+  test('ttl tells how long a key has left, and null once it is gone', async (t, store, fastForward) => {
+    await store.set('k', Buffer.from('1'), LONG_MS);
+    const left = await store.ttl('k');
+    t.ok(left !== null && left > LONG_MS - 1000 && left <= LONG_MS, `about ${LONG_MS} ms left (${left})`);
+    await store.set('short', Buffer.from('2'), TTL_MS);
+    t.equal(await store.ttl('absent'), null);
+    await fastForward(PAST_TTL_MS);
+    t.equal(await store.ttl('short'), null, 'expired');
+  });
+
   test('delete removes several keys, values and sets, and ignores absent ones', async (t, store) => {
     await store.set('a', Buffer.from('1'), LONG_MS);
     await store.set('b', Buffer.from('2'), LONG_MS);
