@@ -68,6 +68,7 @@ export async function startSidecar(config: Config, options: StartOptions = {}): 
     closers.unshift(() => provider.close());
     await provider.start();
     const services = buildServices(config, logger, store, transactions, provider, clock, metrics, auditStream, machineClients);
+    closers.unshift(() => services.audit.close());
     closers.unshift(() => services.upstream.close());
     const main = createMainServer(services);
     await listen(main, config.listen.port, config.listen.host);

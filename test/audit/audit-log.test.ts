@@ -101,3 +101,46 @@ t.test('the audit command reads durations, ISO times, events and limits, and nam
   ];
   for (const [values, message] of bad) t.throws(() => parseQuery(values, now), message, JSON.stringify(values));
 });
+
+t.test('a flood of failures anyone can cause: the first of each kind a minute written, the rest summed up', async (t) => {
+  const { logger, entries } = capture();
+  const metrics = new Metrics();
+  const appended: AuditRecord[] = [];
+  const stream = { append: async (record: AuditRecord) => void appended.push(record) } as unknown as AuditStream;
+  let now = Date.parse('2026-03-01T12:00:00Z');
+  const audit = createAuditLog({ logger, enabled: true, metrics, stream, clock: () => now });
+  t.teardown(() => audit.close());
+  const junk = (ip: string) => ({ event: 'api_auth_failed', method: 'bearer', code: 'malformed', reason: 'the bearer token is not a JWT', ip }) as const;
+  for (let i = 0; i < 25; i++) audit.record(junk('203.0.113.9'));
+  for (let i = 0; i < 3; i++) audit.record(junk('198.51.100.4'));
+  audit.record({ event: 'api_auth_failed', method: 'bearer', code: 'expired', reason: 'the token expired', ip: '192.0.2.7' });
+  audit.record({ event: 'login', user: 'alice', method: 'session', ...REQUEST });
+  for (let i = 0; i < 30; i++) audit.record({ event: 'token_refreshed', user: 'alice', method: 'session' });
+  await tick();
+  const written = entries();
+  t.equal(written.filter((entry) => entry.code === 'malformed').length, 20, 'twenty of a kind written one by one');
+  t.equal(written.filter((entry) => entry.code === 'expired').length, 1, 'another kind has a quota of its own');
+  t.equal(written.filter((entry) => entry.event === 'token_refreshed').length, 30, 'events nobody can cause at will are all written');
+  t.equal(written.filter((entry) => entry.event === 'login').length, 1);
+  t.equal(appended.length, written.length, 'the stream holds what stdout does');
+  t.equal(await counted(metrics, 'oidc_sidecar_auth_events_total', { event: 'api_auth_failed', method: 'bearer', result: 'malformed' }), 28, 'every failure is counted');
+
+  now += 60_000;
+  audit.record(junk('203.0.113.9'));
+  await tick();
+  const [summary, next] = entries().slice(written.length);
+  t.match(summary, {
+    log: 'audit',
+    event: 'api_auth_failed',
+    method: 'bearer',
+    code: 'malformed',
+    reason: '8 more like this from 2 addresses within 60 s, past the 20 written one by one; the first held back: the bearer token is not a JWT',
+  });
+  t.equal(summary!.ip, undefined, 'from several addresses: none named');
+  t.match(next, { event: 'api_auth_failed', code: 'malformed', ip: '203.0.113.9', reason: 'the bearer token is not a JWT' }, 'a new minute, a new quota');
+  t.match(appended.at(-2), { event: 'api_auth_failed', reason: /^8 more like this/, time: '2026-03-01T12:01:00.000Z' });
+
+  for (let i = 0; i < 21; i++) audit.record({ event: 'login_failed', method: 'session', code: 'unknown_state', reason: 'the state is unknown, expired or was already used', ip: '203.0.113.9' });
+  audit.close();
+  t.match(entries().at(-1), { event: 'login_failed', code: 'unknown_state', ip: '203.0.113.9', reason: /^1 more like this from 203\.0\.113\.9 within 60 s/ }, 'closing writes what was held back');
+});
