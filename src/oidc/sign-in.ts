@@ -23,9 +23,9 @@ export type SignInOutcome = { ok: true; session: Session; returnTo: string } | S
 const USER_CLAIMS = ['preferred_username', 'upn', 'email', 'sub'];
 
 /**
- * The authorization code flow of browser users: `begin` stores a login transaction and gives the
- * provider URL; `complete` takes the transaction named by the callback's `state`, checks it belongs
- * to this browser, exchanges the code and builds the session. `refresh` renews a session's tokens.
+ * The authorization code flow of browser users: `begin` makes a login transaction and gives the
+ * provider URL; `complete` opens the transaction the callback's `state` carries, checks it belongs
+ * to this browser, exchanges the code, marks the state used and builds the session. `refresh` renews a session's tokens.
  */
 export class BrowserSignIn {
   readonly #maxLifetimeMs: number;
@@ -44,8 +44,8 @@ export class BrowserSignIn {
   }
 
   /** Starts a sign-in that returns to `returnTo`; `bindingValue` is this browser's binding cookie. */
-  async begin(returnTo: string, bindingValue: string): Promise<URL> {
-    const transaction = await this.transactions.begin({
+  begin(returnTo: string, bindingValue: string): Promise<URL> {
+    const transaction = this.transactions.begin({
       returnTo,
       nonce: client.randomNonce(),
       codeVerifier: client.randomPKCECodeVerifier(),
@@ -57,7 +57,7 @@ export class BrowserSignIn {
   /** Finishes a sign-in from the callback's query string; never creates a session on failure. */
   async complete(rawQuery: string, bindingValue: string | undefined): Promise<SignInOutcome> {
     const query = new URLSearchParams(rawQuery);
-    const transaction = await this.transactions.take(query.get('state') ?? '');
+    const transaction = await this.transactions.open(query.get('state') ?? '');
     const providerError = query.get('error');
     if (providerError) return providerFailure(providerError, query.get('error_description'), transaction?.returnTo);
     if (!transaction) return failure('unknown_state', 400, 'the state is unknown, expired or was already used');
@@ -70,6 +70,7 @@ export class BrowserSignIn {
     } catch (error) {
       return failure('exchange_failed', 400, `the code exchange failed: ${exchangeErrorText(error)}`, transaction.returnTo);
     }
+    await this.transactions.markUsed(transaction);
     const denial = this.#authorizationDenial(tokens.claims);
     if (denial) return { ...failure('not_allowed', 403, denial, transaction.returnTo), user: userName(tokens.claims) };
     return { ok: true, session: this.#newSession(tokens), returnTo: transaction.returnTo };

@@ -129,7 +129,7 @@ function buildServices(
     store,
     sessions,
     provider,
-    signIn: new BrowserSignIn(config, provider, new LoginTransactions(transactions, config.session.secret), clock),
+    signIn: new BrowserSignIn(config, provider, new LoginTransactions(transactions, config.session.secret, clock), clock),
     machineClients,
     upstream,
     identity: new IdentityHeaders(identityHeaderMap(config.identity.headers, config.provider.type), config.identity),
@@ -143,13 +143,13 @@ function buildServices(
 }
 
 /** The session store, timed by operation; with Redis, the audit stream shares its connection. */
-/** Pending sign-ins that the memory store keeps apart, so that a flood of them never evicts a session. */
+/** Used login states that the memory store keeps apart, so that they never evict a session. */
 const MEMORY_TRANSACTIONS_MAX = 10_000;
 
 /**
- * Where login transactions live: the shared store with Redis (any replica may finish a sign-in); with
- * the memory store, a small store of their own — every anonymous navigation writes one, and in the
- * session store a flood of them would push the oldest sessions out.
+ * Where the used-state marks of login transactions live (a transaction itself travels in its
+ * state): the shared store with Redis, so a replayed callback is refused on every replica; with the
+ * memory store, a small store of their own.
  */
 function transactionStore(config: Config, store: KeyValueStore, clock: Clock): KeyValueStore {
   return config.session.store === 'memory' ? new MemoryStore({ clock, maxEntries: MEMORY_TRANSACTIONS_MAX }) : store;

@@ -1,4 +1,6 @@
 import t from 'tap';
+import { TRANSACTION_TTL_MS } from '../../src/oidc/transactions.js';
+import { createRedisClient } from '../../src/session/redis-store.js';
 import { CookieJar, cancelSignInWithoutBrowser, signInWithoutBrowser } from '../support/browserless.js';
 import { request } from '../support/http.js';
 import { DEMO_USERS } from '../support/idp.js';
@@ -94,14 +96,17 @@ for (const storeKind of ['memory', 'redis'] as const) {
       t.match(auditEvents(stack).at(-1), { event: 'login_failed', reason: /state is unknown, expired or was already used/ });
     });
 
-    t.test("a callback with another browser's state creates no session (login CSRF)", async (t) => {
-      const { callbackPath } = await signInUpToCallback(stack);
+    t.test("a callback with another browser's state creates no session (login CSRF), and does not spoil that browser's sign-in", async (t) => {
+      const { binding: ownBinding, callbackPath } = await signInUpToCallback(stack);
       for (const binding of [undefined, 'another-browsers-binding']) {
         const answer = await callbackRequest(stack, callbackPath, binding);
         t.equal(answer.status, 400);
         t.notOk(answer.cookies._oidc_sidecar);
       }
       t.match(auditEvents(stack).at(-2), { event: 'login_failed', reason: /issued to another browser/ });
+      const own = await callbackRequest(stack, callbackPath, ownBinding);
+      t.equal(own.status, 302, 'the browser that started it still signs in');
+      t.ok(own.cookies._oidc_sidecar);
     });
 
     t.test('a forged state and a failed code exchange show an error page and create no session', async (t) => {
@@ -161,6 +166,24 @@ t.test('two replicas share one Redis: sign in through one, use the session on th
   t.equal(out.status, 302);
   const onA = await request(stack.sidecar.url + '/echo', { headers: { ...JSON_ACCEPT, cookie: cookieHeader } });
   t.equal(onA.status, 401, 'signed out everywhere');
+});
+
+t.test('with Redis, anonymous navigations write nothing; a finished sign-in marks its state used until it would expire', async (t) => {
+  const redis = await startRedis();
+  t.teardown(() => redis.stop());
+  const stack = await startStack({ config: { session: { store: 'redis' }, redis: { url: redis.url } } });
+  t.teardown(() => stack.stop());
+  const client = createRedisClient(stack.config.redis);
+  t.teardown(() => client.disconnect());
+  const keysBefore = await client.dbsize();
+  for (let i = 0; i < 50; i++) t.equal((await request(`${stack.sidecar.url}/page-${i}`, { headers: NAVIGATION })).status, 302);
+  t.equal(await client.dbsize(), keysBefore, 'fifty sign-ins started, not one key written');
+  const { binding, callbackPath } = await signInUpToCallback(stack);
+  t.equal((await callbackRequest(stack, callbackPath, binding)).status, 302);
+  const used = await client.keys(`${stack.config.redis.keyPrefix}tx-used:*`);
+  t.equal(used.length, 1, 'one used-state mark');
+  const ttl = await client.pttl(used[0]!.slice(stack.config.redis.keyPrefix.length));
+  t.ok(ttl > 0 && ttl <= TRANSACTION_TTL_MS, 'kept no longer than the state is good for');
 });
 
 t.test('detailed error pages add the precise reason', async (t) => {

@@ -1,0 +1,57 @@
+import t from 'tap';
+import { bindingHash, LoginTransactions, MAX_RETURN_URL_LENGTH, TRANSACTION_TTL_MS } from '../../src/oidc/transactions.js';
+import { MemoryStore } from '../../src/session/memory-store.js';
+
+const SECRET = 'a-session-secret-of-at-least-32-bytes!';
+const ORIGIN = 'https://portal.example.com';
+
+function setup() {
+  let now = Date.parse('2026-03-01T12:00:00Z');
+  const clock = () => now;
+  const store = new MemoryStore({ clock });
+  t.teardown(() => store.close());
+  const transactions = new LoginTransactions(store, SECRET, clock);
+  const attempt = (returnTo = `${ORIGIN}/reports?year=2026`) =>
+    transactions.begin({ returnTo, nonce: 'n'.repeat(43), codeVerifier: 'v'.repeat(43), bindingHash: bindingHash('browser-binding') });
+  return { transactions, store, attempt, advance: (ms: number) => void (now += ms) };
+}
+
+t.test('the state carries the whole transaction, sealed: nothing is stored until a sign-in succeeds', async (t) => {
+  const { transactions, store, attempt } = setup();
+  const begun = attempt();
+  t.equal(store.size, 0, 'starting a sign-in writes nothing');
+  t.match(begun.state, /^[A-Za-z0-9_-]+$/);
+  t.ok(begun.state.length < 600, `a state fit for a URL (${begun.state.length} characters)`);
+  for (const secret of ['n'.repeat(43), 'v'.repeat(43), 'reports']) t.notOk(Buffer.from(begun.state, 'base64url').toString('latin1').includes(secret), 'nothing readable in it');
+  t.same(await transactions.open(begun.state), begun);
+  t.same(await transactions.open(begun.state), begun, 'still good until used');
+  await transactions.markUsed(begun);
+  t.equal(await transactions.open(begun.state), null, 'used: a replay finds nothing');
+  t.equal(store.size, 1);
+});
+
+t.test('a forged, altered, foreign-keyed, oversized or expired state opens to nothing', async (t) => {
+  const { transactions, store, attempt, advance } = setup();
+  const begun = attempt();
+  const altered = begun.state.slice(0, 40) + (begun.state[40] === 'A' ? 'B' : 'A') + begun.state.slice(41);
+  const otherKey = new LoginTransactions(store, 'another-session-secret-of-32-bytes!!', () => Date.now()).begin({ returnTo: `${ORIGIN}/`, nonce: 'n', codeVerifier: 'v', bindingHash: 'b' });
+  for (const state of ['', 'forged', altered, otherKey.state, 'A'.repeat(5000), begun.state + '%00']) t.equal(await transactions.open(state), null, state.slice(0, 20));
+  advance(TRANSACTION_TTL_MS - 1);
+  t.ok(await transactions.open(begun.state), 'good until the last millisecond');
+  advance(1);
+  t.equal(await transactions.open(begun.state), null, 'expired');
+  await transactions.markUsed(begun);
+  t.equal(store.size, 0, 'an expired state is not marked');
+});
+
+t.test('a long return URL comes back to its path, or to the start page', async (t) => {
+  const { transactions, attempt } = setup();
+  const longQuery = `${ORIGIN}/reports?filter=${'x'.repeat(MAX_RETURN_URL_LENGTH)}`;
+  const withoutQuery = attempt(longQuery);
+  t.equal(withoutQuery.returnTo, `${ORIGIN}/reports`);
+  t.equal((await transactions.open(withoutQuery.state))?.returnTo, `${ORIGIN}/reports`);
+  t.equal(attempt(`${ORIGIN}/${'p'.repeat(MAX_RETURN_URL_LENGTH)}`).returnTo, `${ORIGIN}/`);
+  const longest = attempt(`${ORIGIN}/${'p'.repeat(MAX_RETURN_URL_LENGTH - ORIGIN.length - 1)}`);
+  t.equal(longest.returnTo.length, MAX_RETURN_URL_LENGTH, 'the longest kept whole');
+  t.ok(await transactions.open(longest.state), 'and its state still opens');
+});
