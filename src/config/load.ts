@@ -345,6 +345,9 @@ function formatKey(path: readonly PropertyKey[]): string {
 
 // ---- warnings ----------------------------------------------------------------------------------
 
+/** Azure tenant values that let users of other tenants sign in. */
+const MULTI_TENANT = new Set(['common', 'organizations', 'consumers']);
+
 function configWarnings(config: Config): string[] {
   const warnings: string[] = [];
   const { session, provider } = config;
@@ -356,6 +359,9 @@ function configWarnings(config: Config): string[] {
   }
   if (provider.clientAuth === 'private_key_jwt' && provider.clientSecret) {
     warnings.push('provider.clientSecret is ignored: provider.clientAuth is "private_key_jwt"');
+  }
+  if (provider.type === 'azure' && MULTI_TENANT.has(provider.azure.tenant!.toLowerCase()) && provider.azure.allowedTenants.length === 0) {
+    warnings.push(`provider.azure.tenant is "${provider.azure.tenant}" and provider.azure.allowedTenants is empty: users of any Entra ID tenant can sign in`);
   }
   const issuesTokens = config.applications.some((app) => app.grantTypes.includes('client_credentials'));
   if (issuesTokens && session.store === 'redis' && !config.clients.signingKeyFile) {

@@ -86,9 +86,9 @@ const upstreamSchema = requiredSection(
 const azureSchema = z
   .strictObject({
     tenant: text.optional().describe('Azure tenant id or domain ("[tenant]" of the seed endpoints)'),
-    allowedTenants: z.array(text).default([]).describe('with tenant "organizations"/"common": tenant ids allowed to sign in'),
+    allowedTenants: z.array(text).default([]).describe('tenant ids (`tid`) whose users may sign in; empty = any the tenant setting lets in'),
     authorityHost: secureUrl.default('https://login.microsoftonline.com').describe('Azure sign-in host (sovereign clouds; tests)'),
-    graphUrl: secureUrl.default('https://graph.microsoft.com').describe('Microsoft Graph base URL (group overage)'),
+    graphUrl: secureUrl.default('https://graph.microsoft.com').describe('Microsoft Graph base URL; reserved: group overage is not resolved yet'),
   })
   .prefault({});
 
@@ -120,6 +120,7 @@ function checkProviderRules(provider: z.output<typeof providerObject>, ctx: z.Re
   const problem = (path: string[], message: string) => ctx.addIssue({ code: 'custom', path, message });
   if (provider.type === 'oidc' && !provider.issuerUrl) problem(['issuerUrl'], 'is required when provider.type is "oidc"');
   if (provider.type === 'azure' && !provider.azure.tenant) problem(['azure', 'tenant'], 'is required when provider.type is "azure"');
+  if (provider.type !== 'azure' && provider.azure.allowedTenants.length > 0) problem(['azure', 'allowedTenants'], 'applies only when provider.type is "azure"');
   if (provider.clientAuth === 'private_key_jwt') {
     if (!provider.privateKeyFile) problem(['privateKeyFile'], 'is required when provider.clientAuth is "private_key_jwt"');
   } else if (!provider.clientSecret) {

@@ -31,6 +31,7 @@ export class BrowserSignIn {
   readonly #maxLifetimeMs: number;
   readonly #allowedGroups: Set<string>;
   readonly #allowedDomains: string[];
+  readonly #allowedTenants: Set<string>;
 
   constructor(
     private readonly config: Config,
@@ -41,6 +42,7 @@ export class BrowserSignIn {
     this.#maxLifetimeMs = config.session.maxLifetimeHours * 3600_000;
     this.#allowedGroups = new Set(config.authorization.allowedGroups);
     this.#allowedDomains = config.authorization.allowedEmailDomains.map((domain) => '@' + domain.toLowerCase());
+    this.#allowedTenants = new Set(config.provider.azure.allowedTenants.map((tenant) => tenant.toLowerCase()));
   }
 
   /** Starts a sign-in that returns to `returnTo`; `bindingValue` is this browser's binding cookie. */
@@ -99,6 +101,10 @@ export class BrowserSignIn {
 
   /** Why this user may not use the portal, or null when the authorization rules let them in. */
   #authorizationDenial(claims: Claims): string | null {
+    if (this.#allowedTenants.size > 0) {
+      const tenant = typeof claims.tid === 'string' ? claims.tid.toLowerCase() : '';
+      if (!this.#allowedTenants.has(tenant)) return "the user's tenant (tid) is not in provider.azure.allowedTenants";
+    }
     if (this.#allowedGroups.size > 0) {
       const groups = Array.isArray(claims.groups) ? claims.groups : [];
       if (!groups.some((group) => this.#allowedGroups.has(String(group)))) return 'the user is in none of authorization.allowedGroups';

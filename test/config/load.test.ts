@@ -142,7 +142,7 @@ t.test('environment variables set leaves of every type, and win over the file', 
     ['OIDC_SIDECAR_ROUTES__PUBLIC', '["^/static/", "^/health$"]', (c) => c.routes.public, ['^/static/', '^/health$']],
     ['OIDC_SIDECAR_PROVIDER__SCOPES', '[openid, offline_access]', (c) => c.provider.scopes, ['openid', 'offline_access']],
     ['OIDC_SIDECAR_SESSION__COOKIE__SAME_SITE', 'strict', (c) => c.session.cookie.sameSite, 'strict'],
-    ['OIDC_SIDECAR_PROVIDER__AZURE__ALLOWED_TENANTS', '[t1, t2]', (c) => c.provider.azure.allowedTenants, ['t1', 't2']],
+    ['OIDC_SIDECAR_AUTHORIZATION__ALLOWED_GROUPS', '[g1, g2]', (c) => c.authorization.allowedGroups, ['g1', 'g2']],
     ['OIDC_SIDECAR_IDENTITY__HEADERS', '{X-User: [email, sub]}', (c) => c.identity.headers, { 'X-User': ['email', 'sub'] }],
     ['OIDC_SIDECAR_AUDIT__STREAM__MAX_LENGTH', '500', (c) => c.audit.stream.maxLength, 500],
     ['OIDC_SIDECAR_LOG__LEVEL', 'debug', (c) => c.log.level, 'debug'],
@@ -267,6 +267,7 @@ t.test('every cross-field rule names the key it is about', async (t) => {
   const cases: Array<[rule: string, changes: Tree, problem: string]> = [
     ['issuerUrl is required for type oidc', { provider: { issuerUrl: undefined } }, 'provider.issuerUrl: is required when provider.type is "oidc"'],
     ['tenant is required for type azure', { provider: { type: 'azure', issuerUrl: undefined } }, 'provider.azure.tenant: is required when provider.type is "azure"'],
+    ['allowed tenants only with type azure', { provider: { azure: { allowedTenants: ['11111111-2222-3333-4444-555555555555'] } } }, 'provider.azure.allowedTenants: applies only when provider.type is "azure"'],
     ['clientSecret is required for client_secret_basic', { provider: { clientSecret: undefined } }, 'provider.clientSecret: is required when provider.clientAuth is "client_secret_basic"'],
     [
       'clientSecret is required for client_secret_post',
@@ -484,6 +485,11 @@ t.test('questionable settings load with a warning', async (t) => {
         applications: [{ clientId: 'a', grantTypes: ['client_credentials'], clientSecretHash: SECRET_HASH, routes: ['^/'] }],
       },
       /^clients\.signingKeyFile is unset/,
+    ],
+    [
+      'a multi-tenant Azure app open to every tenant',
+      { provider: { type: 'azure', issuerUrl: undefined, azure: { tenant: 'organizations' } } },
+      /^provider\.azure\.tenant is "organizations" and provider\.azure\.allowedTenants is empty: users of any Entra ID tenant can sign in/,
     ],
   ];
   for (const [what, changes, warning] of cases) {

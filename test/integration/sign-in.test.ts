@@ -204,6 +204,28 @@ t.test('users outside the allowed groups are refused at sign-in', async (t) => {
   t.match(auditEvents(stack), [{ event: 'login_failed', user: 'bob', code: 'not_allowed', reason: /allowedGroups/ }, { event: 'login', user: 'alice' }]);
 });
 
+t.test('Azure AD: with provider.azure.allowedTenants, only users of those tenants sign in', async (t) => {
+  const contoso = '0b5e2f64-3c1d-4f7a-9e8b-6a2d1c0f4e31';
+  const fabrikam = '7d1c9a20-5e4b-4b3f-8c2a-1f0e9d8c7b6a';
+  const stack = await startStack({
+    idp: { issuerPath: `/${contoso}/v2.0`, users: [{ ...DEMO_USERS.alice, tid: contoso }, { ...DEMO_USERS.bob, tid: fabrikam }] },
+    config: async (idp) => ({
+      provider: { type: 'azure', issuerUrl: undefined, azure: { tenant: contoso, authorityHost: new URL(idp.issuer).origin, allowedTenants: [contoso.toUpperCase()] } },
+    }),
+  });
+  t.teardown(() => stack.stop());
+  await t.rejects(signIn(stack, { user: DEMO_USERS.bob }), /callback answered 403/);
+  const alice = await signIn(stack, { user: DEMO_USERS.alice, path: '/reports' });
+  t.equal(alice.location, `${stack.config.publicUrl}/reports`);
+  const page = await request(stack.sidecar.url + '/reports', { headers: { ...NAVIGATION, cookie: alice.cookieHeader } });
+  t.equal(page.status, 200);
+  t.equal(stack.portal.requests.at(-1)?.headers['x-forwarded-user'], 'alice');
+  t.match(auditEvents(stack), [
+    { event: 'login_failed', user: 'bob', code: 'not_allowed', reason: "the user's tenant (tid) is not in provider.azure.allowedTenants" },
+    { event: 'login', user: 'alice' },
+  ]);
+});
+
 t.test('users outside the allowed e-mail domains are refused at sign-in', async (t) => {
   const stack = await startStack({ config: { authorization: { allowedEmailDomains: ['EXAMPLE.com'] } } });
   t.teardown(() => stack.stop());

@@ -1,5 +1,5 @@
 import { generateKeyPair, randomBytes, randomUUID, type JsonWebKey } from 'node:crypto';
-import { createServer } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { promisify } from 'node:util';
 import { errors, Provider, type Account, type Client, type Configuration, type Interaction, type KoaContextWithOIDC } from 'oidc-provider';
 import { listen, stopServer } from './free-port.js';
@@ -22,6 +22,8 @@ export interface TestUser {
   emailVerified: boolean;
   groups: string[];
   roles: string[];
+  /** The tenant id claim (`tid`) an Azure AD user has; none by default. */
+  tid?: string;
 }
 
 export const DEMO_USERS = {
@@ -69,6 +71,8 @@ export interface TestClient {
 export interface IdpOptions {
   /** Default 0: any free port. */
   port?: number;
+  /** The issuer's path, as Azure AD's `/<tenant>/v2.0`; default none: the issuer is the origin. */
+  issuerPath?: string;
   clients: TestClient[];
   /** Default: the two DEMO_USERS. */
   users?: readonly TestUser[];
@@ -111,12 +115,13 @@ export async function startIdp(options: IdpOptions): Promise<TestIdp> {
   const signingKey = await processSigningKey();
   const server = createServer();
   const port = await listen(server, options.port ?? 0, HOST);
-  const issuer = `http://${HOST}:${port}`;
+  const issuer = `http://${HOST}:${port}${options.issuerPath ?? ''}`;
   const provider = new Provider(issuer, providerConfiguration(options, users, signingKey));
   // oidc-provider puts `sid` in ID tokens only for clients with a back-channel logout URI; relying
   // parties also need it for front-channel logout (Azure sends only `sid`), so every client gets it.
   provider.Client.prototype.includeSid = () => true;
-  server.on('request', createIdpRequestHandler(provider, users));
+  const handle = createIdpRequestHandler(provider, users);
+  server.on('request', options.issuerPath ? mountedAt(options.issuerPath, handle) : handle);
   return {
     issuer,
     url: (path) => new URL(path, issuer).href,
@@ -153,7 +158,7 @@ function providerConfiguration(options: IdpOptions, users: readonly TestUser[], 
       auth_time: null,
       iss: null,
       openid: ['sub'],
-      profile: ['preferred_username', 'name', 'groups', 'roles'],
+      profile: ['preferred_username', 'name', 'groups', 'roles', 'tid'],
       email: ['email', 'email_verified'],
     },
     // Every scope claim goes into the ID token too, as Azure AD and most providers do.
@@ -242,6 +247,22 @@ function userClaims(user: TestUser): Record<string, unknown> {
     email_verified: user.emailVerified,
     groups: user.groups,
     roles: user.roles,
+    tid: user.tid,
+  };
+}
+
+/**
+ * Serves the provider under `path`, as a framework's mount would: the provider sees the rest of the
+ * URL and finds its mount path in `originalUrl`. Its login pages stay at the origin's root.
+ */
+function mountedAt(path: string, handle: (req: IncomingMessage, res: ServerResponse) => void) {
+  return (req: IncomingMessage & { originalUrl?: string }, res: ServerResponse) => {
+    const url = req.url ?? '/';
+    if (url === path || url.startsWith(path + '/') || url.startsWith(path + '?')) {
+      req.originalUrl = url;
+      req.url = url.slice(path.length) || '/';
+    }
+    handle(req, res);
   };
 }
 
