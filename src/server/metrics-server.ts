@@ -1,6 +1,6 @@
 import http from 'node:http';
 import type { OidcProvider } from '../oidc/provider.js';
-import type { KeyValueStore } from '../session/store.js';
+import { withTimeout, type KeyValueStore } from '../session/store.js';
 
 const READINESS_TIMEOUT_MS = 2000;
 
@@ -25,7 +25,7 @@ export function createMetricsServer(store: KeyValueStore, provider: OidcProvider
 }
 
 async function readiness(store: KeyValueStore, provider: OidcProvider): Promise<{ ready: boolean; checks: Record<string, string> }> {
-  const storeReachable = await withTimeout(store.ping(), READINESS_TIMEOUT_MS).then(
+  const storeReachable = await withTimeout(store.ping(), READINESS_TIMEOUT_MS, 'the session store did not answer').then(
     () => true,
     () => false,
   );
@@ -34,14 +34,6 @@ async function readiness(store: KeyValueStore, provider: OidcProvider): Promise<
     ready: storeReachable && providerLoaded,
     checks: { sessionStore: storeReachable ? 'ok' : 'unreachable', provider: providerLoaded ? 'ok' : 'metadata not loaded' },
   };
-}
-
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error('timed out')), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 function send(res: http.ServerResponse, status: number, contentType: string, body: string): void {

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Cluster, Redis, type ClusterNode, type RedisOptions } from 'ioredis';
 import type { Config } from '../config/schema.js';
-import type { KeyValueStore } from './store.js';
+import { withTimeout, type KeyValueStore } from './store.js';
 import { TrackedReadCache } from './tracked-cache.js';
 
 /** The `redis.*` configuration keys. */
@@ -99,7 +99,7 @@ export class RedisStore implements KeyValueStore {
     this.#client = client as RedisClient & ScriptCommands;
     const standalone = client instanceof Redis;
     this.#cache = standalone && options.localCopies !== false ? new TrackedReadCache(client, client.options.keyPrefix ?? '', { onError: options.onError }) : undefined;
-    this.#bounded = standalone ? (operation) => operation : withTimeout;
+    this.#bounded = standalone ? (operation) => operation : redisTimeout;
   }
 
   async set(key: string, value: Buffer, ttlMs: number): Promise<void> {
@@ -175,7 +175,7 @@ export class RedisStore implements KeyValueStore {
   async close(): Promise<void> {
     this.#cache?.close();
     try {
-      await withTimeout(this.#client.quit());
+      await redisTimeout(this.#client.quit());
     } catch {
       this.#client.disconnect();
     }
@@ -191,10 +191,6 @@ function milliseconds(ttlMs: number): number {
  * ioredis times commands out itself, except those a Cluster queues while it has no node: this
  * bounds every operation whatever the topology.
  */
-function withTimeout<T>(operation: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`Redis did not answer within ${OPERATION_TIMEOUT_MS} ms`)), OPERATION_TIMEOUT_MS);
-  });
-  return Promise.race([operation, timeout]).finally(() => clearTimeout(timer));
+function redisTimeout<T>(operation: Promise<T>): Promise<T> {
+  return withTimeout(operation, OPERATION_TIMEOUT_MS, `Redis did not answer within ${OPERATION_TIMEOUT_MS} ms`);
 }

@@ -52,3 +52,12 @@ export interface KeyValueStore {
 /** Milliseconds since the epoch; injected so expiry is tested without sleeping. */
 export type Clock = () => number;
 export const systemClock: Clock = () => Date.now();
+
+/** `operation`, or a rejection with `message` once `ms` have passed (the operation itself goes on). */
+export function withTimeout<T>(operation: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(message)), ms);
+  });
+  return Promise.race([operation, timeout]).finally(() => clearTimeout(timer));
+}
