@@ -1,5 +1,6 @@
-import { createRemoteJWKSet, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import { createRemoteJWKSet, customFetch, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { isHttpsOrLoopback } from '../config/schema.js';
+import { timedFetch, type IdpEndpoint } from '../metrics/index.js';
 import type { Clock } from '../session/store.js';
 import { bearerRefusals as refusals, type Refusal } from './reasons.js';
 
@@ -9,9 +10,11 @@ export interface IdpTokenSettings {
   requiredRoles: readonly string[];
 }
 
-/** Tests shorten the refetch cooldown to show a rotation without waiting; production keeps jose's 30 s. */
 export interface IdpTokenOptions {
+  /** Tests shorten the refetch cooldown to show a rotation without waiting; production keeps jose's 30 s. */
   jwksCooldownMs?: number;
+  /** Told of each request to the provider (discovery, key set) and how long it took. */
+  onIdpRequest?: (endpoint: IdpEndpoint, seconds: number) => void;
 }
 
 export type IdpTokenResult = { ok: true; clientId: string; roles: string[]; expiresAtSeconds: number } | { ok: false; refusal: Refusal; clientId?: string };
@@ -86,7 +89,11 @@ export class IdpTokenVerifier {
 
   /** The provider's key set, found once by discovery; a failed discovery is retried on the next token. */
   async #keySet(): Promise<JWTVerifyGetKey | undefined> {
-    this.#keys ??= discoverKeySet(this.settings.issuer, { ...JWKS_OPTIONS, cooldownDuration: this.options.jwksCooldownMs ?? JWKS_OPTIONS.cooldownDuration });
+    this.#keys ??= discoverKeySet(
+      this.settings.issuer,
+      { ...JWKS_OPTIONS, cooldownDuration: this.options.jwksCooldownMs ?? JWKS_OPTIONS.cooldownDuration },
+      this.options.onIdpRequest ?? (() => undefined),
+    );
     try {
       return await this.#keys;
     } catch (error) {
@@ -97,12 +104,14 @@ export class IdpTokenVerifier {
   }
 }
 
-async function discoverKeySet(issuer: string, jwksOptions: typeof JWKS_OPTIONS): Promise<JWTVerifyGetKey> {
+async function discoverKeySet(issuer: string, jwksOptions: typeof JWKS_OPTIONS, onIdpRequest: (endpoint: IdpEndpoint, seconds: number) => void): Promise<JWTVerifyGetKey> {
   const url = `${issuer.replace(/\/$/, '')}/.well-known/openid-configuration`;
-  const response = await fetch(url, { signal: AbortSignal.timeout(DISCOVERY_TIMEOUT_MS), redirect: 'error' });
+  // Its only two requests: the metadata, and the key set it names.
+  const fetchTimed = timedFetch((target) => (target === url ? 'discovery' : 'jwks'), onIdpRequest);
+  const response = await fetchTimed(url, { signal: AbortSignal.timeout(DISCOVERY_TIMEOUT_MS), redirect: 'error' });
   if (!response.ok) throw new Error(`${url} answered ${response.status}`);
   const metadata = (await response.json()) as { issuer?: unknown; jwks_uri?: unknown };
   if (metadata.issuer !== issuer) throw new Error(`${url} names another issuer`);
   if (typeof metadata.jwks_uri !== 'string' || !isHttpsOrLoopback(metadata.jwks_uri)) throw new Error(`${url} names no usable jwks_uri`);
-  return createRemoteJWKSet(new URL(metadata.jwks_uri), jwksOptions);
+  return createRemoteJWKSet(new URL(metadata.jwks_uri), { ...jwksOptions, [customFetch]: fetchTimed });
 }

@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { JWK } from 'jose';
 import type { ApplicationConfig, Config } from '../config/index.js';
 import type { Logger } from '../log/index.js';
+import type { IdpEndpoint } from '../metrics/index.js';
 import { RouteList } from '../server/paths.js';
 import type { Clock, KeyValueStore } from '../session/store.js';
 import { MachineAuthenticator, type MachineAuthOutcome } from './authenticator.js';
@@ -23,6 +24,8 @@ export interface MachineClientsOptions {
   configFile?: string;
   /** The environment that configuration was read with. Default `process.env`. */
   env?: NodeJS.ProcessEnv;
+  /** Told of each request to the identity provider (`clients.idpTokens`' discovery and key set), for `idp_request_duration_seconds`. */
+  onIdpRequest?: (endpoint: IdpEndpoint, seconds: number) => void;
 }
 
 const THROTTLE = { limit: 20, windowMs: 60_000, maxKeys: 10_000 };
@@ -59,7 +62,9 @@ export class MachineClients {
     const revocations = new RevocationList(store, clock);
     const idpTokens = config.clients.idpTokens;
     const idp = idpTokens && {
-      verifier: new IdpTokenVerifier(idpTokens, clock, (error) => logger.warn({ err: error, issuer: idpTokens.issuer }, 'the identity provider keys for clients.idpTokens could not be loaded')),
+      verifier: new IdpTokenVerifier(idpTokens, clock, (error) => logger.warn({ err: error, issuer: idpTokens.issuer }, 'the identity provider keys for clients.idpTokens could not be loaded'), {
+        onIdpRequest: options.onIdpRequest,
+      }),
       routes: new RouteList(idpTokens.routes ?? config.routes.api),
     };
     const authenticator = new MachineAuthenticator({ registry, issuer, idp, revocations, clock });

@@ -4,7 +4,7 @@ import { AuditStream, createAuditLog } from '../audit/index.js';
 import { MachineClients } from '../clients/index.js';
 import type { Config } from '../config/schema.js';
 import { createLogger, type Logger } from '../log/index.js';
-import { InstrumentedStore, Metrics } from '../metrics/index.js';
+import { InstrumentedStore, Metrics, type IdpEndpoint } from '../metrics/index.js';
 import { OidcProvider } from '../oidc/provider.js';
 import { BrowserSignIn } from '../oidc/sign-in.js';
 import { LoginTransactions } from '../oidc/transactions.js';
@@ -62,9 +62,10 @@ export async function startSidecar(config: Config, options: StartOptions = {}): 
     for (const close of closers.splice(0)) await close();
   };
   try {
-    const machineClients = await MachineClients.start({ config, logger, store, clock, configFile: options.configFile, env: options.env });
+    const onIdpRequest = (endpoint: IdpEndpoint, seconds: number) => metrics.idpRequest(endpoint, seconds);
+    const machineClients = await MachineClients.start({ config, logger, store, clock, configFile: options.configFile, env: options.env, onIdpRequest });
     closers.unshift(() => machineClients.close());
-    const provider = new OidcProvider(config, logger, clock, (endpoint, seconds) => metrics.idpRequest(endpoint, seconds));
+    const provider = new OidcProvider(config, logger, clock, onIdpRequest);
     closers.unshift(() => provider.close());
     await provider.start();
     const services = buildServices(config, logger, store, transactions, provider, clock, metrics, auditStream, machineClients);

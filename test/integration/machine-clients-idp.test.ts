@@ -2,6 +2,7 @@ import { decodeJwt, decodeProtectedHeader } from 'jose';
 import t from 'tap';
 import { freePort } from '../support/free-port.js';
 import { request } from '../support/http.js';
+import { parseExposition } from '../support/metrics.js';
 import { auditEvents, startStack } from '../support/stack.js';
 
 const API = 'urn:portal:api';
@@ -38,11 +39,16 @@ t.test("the identity provider's JWT access tokens (clients.idpTokens)", async (t
   });
 
   t.test('a valid token reaches the portal as its client, with its roles', async (t) => {
+    const timedRequests = async (endpoint: string) =>
+      parseExposition((await request(stack.sidecar.metricsUrl + '/metrics')).body).value('oidc_sidecar_idp_request_duration_seconds_count', { endpoint });
+    const before = { discovery: await timedRequests('discovery'), jwks: await timedRequests('jwks') };
     const answer = await call(await idpToken('idp-job', API));
     t.equal(answer.status, 200);
     t.notOk(answer.headers['set-cookie']);
     t.match(stack.portal.requests.at(-1)!.headers, { 'x-forwarded-client-id': 'idp-job', 'x-auth-method': 'bearer', 'x-forwarded-roles': 'Portal.Api,Reports.Read' });
     t.notOk(stack.portal.requests.at(-1)!.headers.authorization);
+    t.equal(await timedRequests('discovery'), before.discovery + 1, "finding the token's keys is timed: the provider's metadata");
+    t.equal(await timedRequests('jwks'), before.jwks + 1, 'and its key set');
   });
 
   t.test('refused: missing role, other audience, opaque token, route outside idpTokens.routes', async (t) => {
