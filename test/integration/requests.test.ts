@@ -120,6 +120,16 @@ t.test('requests through a running sidecar', async (t) => {
     t.equal(received.host, new URL(stack.sidecar.url).host, "the client's Host stays");
   });
 
+  t.test('a Connection header naming the body framing cannot strip it: the portal gets the whole body, framed as sent', async (t) => {
+    const body = randomBytes(10 * 1024);
+    for (const connection of ['content-length', 'keep-alive, Content-Length', 'transfer-encoding']) {
+      const answer = await request(url('/echo'), { method: 'POST', headers: { ...JSON_ACCEPT, cookie: cookieHeader, connection, 'content-type': 'application/octet-stream' }, body });
+      t.equal(answer.status, 200, connection);
+      t.match(JSON.parse(answer.body), { bodyLength: body.length, bodySha256: createHash('sha256').update(body).digest('hex') }, connection);
+      t.equal(lastPortalRequest().headers['content-length'], String(body.length), `${connection}: Content-Length stays`);
+    }
+  });
+
   t.test('a request that expects 100-continue is forwarded like any other', async (t) => {
     const body = randomBytes(64 * 1024);
     const answer = await request(url('/echo'), { method: 'PUT', headers: { ...JSON_ACCEPT, cookie: cookieHeader, expect: '100-continue' }, body });
