@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { MachineAuthenticator } from './authenticator.js';
 import type { FailureThrottle } from './failure-throttle.js';
 import { clientRefusals, type Refusal } from './reasons.js';
@@ -39,12 +40,17 @@ export interface TokenEndpointOptions {
 type ClientAuthentication = { ok: true; app: Application } | { ok: false; answer: OAuthAnswer };
 
 const SINGLE_PARAMETERS = ['grant_type', 'scope', 'client_id', 'client_secret', 'token', 'token_type_hint'];
+/** Weight of the newest secret check in the running estimate of how long one takes. */
+const CHECK_TIME_WEIGHT = 0.1;
 
 /**
  * `POST /oauth2/token` (RFC 6749 §4.4, client credentials only) and `POST /oauth2/revoke` (RFC 7009),
  * the client authenticated by HTTP Basic (`client_secret_basic`) or form fields (`client_secret_post`).
  */
 export class TokenEndpoint {
+  /** How long a secret check takes, a running estimate: a throttled attempt is answered no sooner. */
+  #checkMs = 0;
+
   constructor(private readonly options: TokenEndpointOptions) {}
 
   async token(request: ClientRequest): Promise<OAuthAnswer> {
@@ -101,8 +107,15 @@ export class TokenEndpoint {
     // one counter per address (changing the id must not escape the throttle) and the registry's decoy.
     const hash = clientCredentialsHash(app);
     const attempt = `${address} ${hash === undefined ? '(unknown client)' : clientId}`;
-    if (this.options.throttle.isThrottled(attempt)) return refuse(this.#invalidClient(clientRefusals.throttled, clientId));
+    if (this.options.throttle.isThrottled(attempt)) {
+      // Answering at once would tell a throttled id (an unknown one, say) from one still checked.
+      await sleep(this.#checkMs);
+      return refuse(this.#invalidClient(clientRefusals.throttled, clientId));
+    }
+    const started = performance.now();
     const secretMatches = await verifySecret(credentials.secret, hash ?? registry.decoySecretHash);
+    const checkMs = performance.now() - started;
+    this.#checkMs = this.#checkMs === 0 ? checkMs : this.#checkMs + CHECK_TIME_WEIGHT * (checkMs - this.#checkMs);
     if (app && hash && secretMatches) return { ok: true, app };
     this.options.throttle.recordFailure(attempt);
     const refusal = !app ? clientRefusals.unknownClient : !hash ? clientRefusals.grantType : clientRefusals.secret;

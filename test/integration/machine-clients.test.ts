@@ -343,6 +343,31 @@ t.test('failed client authentications are throttled per address and client id', 
   t.match(auditEvents(stack).at(-1), { code: 'unknown_client' }, 'another client id from the same address is still checked');
 });
 
+t.test('a throttled attempt takes as long as a checked one: answer times do not tell which client ids exist', async (t) => {
+  const stack: Stack = await startStack({
+    config: { applications: [{ clientId: 'job', grantTypes: ['client_credentials'], clientSecretHash: await hashSecret('right'), routes: ['^/api/'] }] },
+  });
+  t.teardown(() => stack.stop());
+  const timedAttempt = async (clientId: string) => {
+    const started = performance.now();
+    const answer = await request(stack.sidecar.url + '/oauth2/token', {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ grant_type: 'client_credentials', client_id: clientId, client_secret: 'wrong' }).toString(),
+    });
+    t.equal(answer.status, 401, clientId);
+    return { ms: performance.now() - started, code: auditEvents(stack).at(-1)?.code };
+  };
+  const checked: number[] = [];
+  for (let i = 0; i < 20; i++) checked.push((await timedAttempt(`unknown-${i}`)).ms);
+  const typical = checked.sort((a, b) => a - b)[10]!;
+  const unknown = await timedAttempt('unknown-20');
+  t.equal(unknown.code, 'throttled', 'past the limit an unknown id is not checked');
+  const registered = await timedAttempt('job');
+  t.equal(registered.code, 'secret', 'a registered id is still checked');
+  t.ok(unknown.ms >= typical / 2, `the throttled answer took ${unknown.ms.toFixed(0)} ms, a check typically ${typical.toFixed(0)} ms`);
+});
+
 function encodeForm(text: string): string {
   return encodeURIComponent(text).replace(/%20/g, '+');
 }
