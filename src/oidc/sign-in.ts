@@ -25,7 +25,8 @@ const USER_CLAIMS = ['preferred_username', 'upn', 'email', 'sub'];
 /**
  * The authorization code flow of browser users: `begin` makes a login transaction and gives the
  * provider URL; `complete` opens the transaction the callback's `state` carries, checks it belongs
- * to this browser, exchanges the code, marks the state used and builds the session. `refresh` renews a session's tokens.
+ * to this browser, exchanges the code, marks the state used and builds the session. `refresh`
+ * renews a session's tokens.
  */
 export class BrowserSignIn {
   readonly #maxLifetimeMs: number;

@@ -143,7 +143,6 @@ function buildServices(
   };
 }
 
-/** The session store, timed by operation; with Redis, the audit stream shares its connection. */
 /** Used login states that the memory store keeps apart, so that they never evict a session. */
 const MEMORY_TRANSACTIONS_MAX = 10_000;
 
@@ -156,6 +155,7 @@ function transactionStore(config: Config, store: KeyValueStore, clock: Clock): K
   return config.session.store === 'memory' ? new MemoryStore({ clock, maxEntries: MEMORY_TRANSACTIONS_MAX }) : store;
 }
 
+/** The session store, timed by operation; with Redis, the audit stream shares its connection. */
 function createStore(config: Config, clock: Clock, logger: Logger, metrics: Metrics): { store: KeyValueStore; auditStream?: AuditStream } {
   if (config.session.store === 'redis') {
     const client = createRedisClient(config.redis, (error) => logger.warn({ err: error }, 'redis connection error'));

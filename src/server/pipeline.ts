@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { CERTIFICATE_TOKEN_HEADER } from '../clients/index.js';
 import { portalRequestHeaders } from '../proxy/portal-headers.js';
+import type { Session } from '../session/session.js';
 import { authenticateSession, authenticateSessionNow } from './browser-auth.js';
 import { handleOwnEndpoint, isOwnEndpoint } from './endpoints.js';
 import { normalizeRequestPath } from './paths.js';
@@ -12,7 +13,6 @@ import { isBrowserNavigation } from './request-kind.js';
 import { ownEndpointRoute, RequestObserver, type ObservedRequest } from './request-observer.js';
 import { acceptsHtml, answerSocket, sendHtml, sendJson, sendUnauthorized } from './responses.js';
 import { REQUEST_ID_HEADER, type Services } from './services.js';
-import type { Session } from '../session/session.js';
 import { startSignIn } from './sign-in-routes.js';
 
 const VALID_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
