@@ -88,7 +88,7 @@ const azureSchema = z
     tenant: text.optional().describe('Azure tenant id or domain ("[tenant]" of the seed endpoints)'),
     allowedTenants: z.array(text).default([]).describe('tenant ids (`tid`) whose users may sign in; empty = any the tenant setting lets in'),
     authorityHost: secureUrl.default('https://login.microsoftonline.com').describe('Azure sign-in host (sovereign clouds; tests)'),
-    graphUrl: secureUrl.default('https://graph.microsoft.com').describe('Microsoft Graph base URL; reserved: group overage is not resolved yet'),
+    graphUrl: secureUrl.default('https://graph.microsoft.com').describe('Microsoft Graph base URL: group overage (users in more than 200 groups)'),
   })
   .prefault({});
 

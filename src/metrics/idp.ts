@@ -1,5 +1,5 @@
 /** The `endpoint` label of `idp_request_duration_seconds`: a fixed set, never a URL. */
-export type IdpEndpoint = 'discovery' | 'token' | 'jwks' | 'revocation' | 'userinfo' | 'introspection' | 'other';
+export type IdpEndpoint = 'discovery' | 'token' | 'jwks' | 'revocation' | 'userinfo' | 'introspection' | 'graph' | 'other';
 
 /** The provider metadata fields that name an endpoint the sidecar calls. */
 const METADATA_ENDPOINTS: ReadonlyArray<[string, IdpEndpoint]> = [

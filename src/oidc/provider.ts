@@ -5,6 +5,7 @@ import * as client from 'openid-client';
 import { isHttpsOrLoopback, type Config } from '../config/schema.js';
 import type { Logger } from '../log/index.js';
 import { idpEndpointOf, timedFetch, type IdpEndpoint } from '../metrics/index.js';
+import { hasGroupOverage, readGroupsFromGraph, withoutOverageClaims } from './group-overage.js';
 import { LogoutTokenVerifier } from './logout-token.js';
 import type { Claims } from '../session/session.js';
 import { systemClock, type Clock } from '../session/store.js';
@@ -53,7 +54,9 @@ export class OidcProvider {
     onIdpRequest: (endpoint: IdpEndpoint, seconds: number) => void = () => undefined,
   ) {
     this.redirectUri = new URL(config.provider.redirectPath, config.publicUrl).href;
-    this.#fetch = timedFetch((url) => idpEndpointOf(url, this.#configuration?.serverMetadata()), onIdpRequest);
+    const graphUrl = config.provider.type === 'azure' ? config.provider.azure.graphUrl.replace(/\/$/, '') + '/' : undefined;
+    const endpointOf = (url: string) => (graphUrl && url.startsWith(graphUrl) ? 'graph' : idpEndpointOf(url, this.#configuration?.serverMetadata()));
+    this.#fetch = timedFetch(endpointOf, onIdpRequest);
   }
 
   /** Starts discovery; resolves once the first attempt is over, whatever its outcome. */
@@ -94,14 +97,32 @@ export class OidcProvider {
       pkceCodeVerifier: checks.codeVerifier,
       idTokenExpected: true,
     });
-    return toTokenSet(response, undefined, this.clock());
+    return this.#resolveGroupOverage(toTokenSet(response, undefined, this.clock()));
   }
 
   /** Uses a refresh token; keeps the previous claims when the provider sends no new ID token. */
   async refresh(refreshToken: string, previousClaims: Claims): Promise<TokenSet> {
     const response = await client.refreshTokenGrant(this.#ready(), refreshToken);
-    const tokens = toTokenSet(response, previousClaims, this.clock());
+    const tokens = await this.#resolveGroupOverage(toTokenSet(response, previousClaims, this.clock()), previousClaims.groups);
     return { ...tokens, refreshToken: tokens.refreshToken ?? refreshToken };
+  }
+
+  /**
+   * Azure AD's group overage: for a user in too many groups the ID token names Microsoft Graph
+   * instead of listing `groups`, so they are read there. If that fails the user has no groups
+   * (`authorization.allowedGroups` then refuses) or, on a refresh, keeps those read before; the
+   * failure is logged.
+   */
+  async #resolveGroupOverage(tokens: TokenSet, previousGroups?: unknown): Promise<TokenSet> {
+    if (this.config.provider.type !== 'azure' || !hasGroupOverage(tokens.claims)) return tokens;
+    const claims = withoutOverageClaims(tokens.claims);
+    try {
+      claims.groups = await readGroupsFromGraph(this.#fetch, this.config.provider.azure.graphUrl, tokens.accessToken);
+    } catch (error) {
+      this.logger.warn({ err: errorSummary(error), subject: claims.sub }, "group overage: the user's groups could not be read from Microsoft Graph");
+      if (Array.isArray(previousGroups)) claims.groups = previousGroups;
+    }
+    return { ...tokens, claims };
   }
 
   /** Revokes a token at the provider when it offers revocation; failures are logged, not thrown. */

@@ -2,8 +2,10 @@ import t from 'tap';
 import { TRANSACTION_TTL_MS } from '../../src/oidc/transactions.js';
 import { createRedisClient } from '../../src/session/redis-store.js';
 import { CookieJar, cancelSignInWithoutBrowser, signInWithoutBrowser } from '../support/browserless.js';
+import { startGraphStandIn, type GraphStandIn } from '../support/graph.js';
 import { request } from '../support/http.js';
 import { DEMO_USERS } from '../support/idp.js';
+import { parseExposition } from '../support/metrics.js';
 import { startRedis } from '../support/redis.js';
 import { auditEvents, NAVIGATION, signIn, startStack, type Stack } from '../support/stack.js';
 
@@ -224,6 +226,38 @@ t.test('Azure AD: with provider.azure.allowedTenants, only users of those tenant
     { event: 'login_failed', user: 'bob', code: 'not_allowed', reason: "the user's tenant (tid) is not in provider.azure.allowedTenants" },
     { event: 'login', user: 'alice' },
   ]);
+});
+
+t.test("Azure AD group overage: a user in too many groups for a token gets them from Microsoft Graph", async (t) => {
+  const tenant = '0b5e2f64-3c1d-4f7a-9e8b-6a2d1c0f4e31';
+  let graph: GraphStandIn | undefined;
+  const stack = await startStack({
+    idp: { issuerPath: `/${tenant}/v2.0`, users: [{ ...DEMO_USERS.alice, groupOverage: true }, { ...DEMO_USERS.bob, groupOverage: true }] },
+    config: async (idp) => {
+      graph = await startGraphStandIn(idp);
+      return {
+        provider: { type: 'azure', issuerUrl: undefined, azure: { tenant, authorityHost: new URL(idp.issuer).origin, graphUrl: graph.url } },
+        authorization: { allowedGroups: ['admins'] },
+      };
+    },
+  });
+  t.teardown(async () => {
+    await stack.stop();
+    await graph!.stop();
+  });
+  const alice = await signIn(stack, { user: DEMO_USERS.alice });
+  t.equal(graph!.calls, 1, 'one call to Graph at sign-in');
+  await request(stack.sidecar.url + '/', { headers: { ...NAVIGATION, cookie: alice.cookieHeader } });
+  t.equal(stack.portal.requests.at(-1)?.headers['x-forwarded-groups'], 'portal-users,admins', 'the groups Graph listed');
+  await t.rejects(signIn(stack, { user: DEMO_USERS.bob }), /callback answered 403/, 'bob, in none of the allowed groups per Graph, is refused');
+  const scrape = parseExposition((await request(stack.sidecar.metricsUrl + '/metrics')).body);
+  t.equal(scrape.value('oidc_sidecar_idp_request_duration_seconds_count', { endpoint: 'graph' }), 2, 'Graph requests are timed');
+
+  graph!.available = false;
+  await t.rejects(signIn(stack, { user: DEMO_USERS.alice }), /callback answered 403/, 'with Graph down, no groups: the group rule fails closed');
+  const warning = stack.logLines.map((line) => JSON.parse(line) as Record<string, unknown>).find((entry) => entry.msg === "group overage: the user's groups could not be read from Microsoft Graph");
+  t.match(warning, { level: 40, subject: DEMO_USERS.alice.sub, err: { message: 'Microsoft Graph answered 503 to getMemberObjects' } });
+  t.notOk(stack.logLines.join('\n').includes(alice.cookie), 'no cookie in the log');
 });
 
 t.test('users outside the allowed e-mail domains are refused at sign-in', async (t) => {

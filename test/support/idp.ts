@@ -24,6 +24,11 @@ export interface TestUser {
   roles: string[];
   /** The tenant id claim (`tid`) an Azure AD user has; none by default. */
   tid?: string;
+  /**
+   * In too many groups for a token, as Azure AD has it: the ID token names Microsoft Graph
+   * (`_claim_names`, `_claim_sources`) instead of listing `groups`.
+   */
+  groupOverage?: boolean;
 }
 
 export const DEMO_USERS = {
@@ -245,11 +250,16 @@ function userClaims(user: TestUser): Record<string, unknown> {
     name: user.name,
     email: user.email,
     email_verified: user.emailVerified,
-    groups: user.groups,
+    ...(user.groupOverage ? GROUP_OVERAGE_CLAIMS : { groups: user.groups }),
     roles: user.roles,
     tid: user.tid,
   };
 }
+
+const GROUP_OVERAGE_CLAIMS = {
+  _claim_names: { groups: 'src1' },
+  _claim_sources: { src1: { endpoint: 'https://graph.windows.net/tenant/users/user/getMemberObjects' } },
+};
 
 /**
  * Serves the provider under `path`, as a framework's mount would: the provider sees the rest of the
