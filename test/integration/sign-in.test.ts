@@ -228,11 +228,13 @@ t.test('Azure AD: with provider.azure.allowedTenants, only users of those tenant
   ]);
 });
 
-t.test("Azure AD group overage: a user in too many groups for a token gets them from Microsoft Graph", async (t) => {
+t.test('Azure AD group overage: a user in too many groups for a token gets them from Microsoft Graph', async (t) => {
   const tenant = '0b5e2f64-3c1d-4f7a-9e8b-6a2d1c0f4e31';
+  let offset = 0;
   let graph: GraphStandIn | undefined;
   const stack = await startStack({
-    idp: { issuerPath: `/${tenant}/v2.0`, users: [{ ...DEMO_USERS.alice, groupOverage: true }, { ...DEMO_USERS.bob, groupOverage: true }] },
+    clock: () => Date.now() + offset,
+    idp: { issuerPath: `/${tenant}/v2.0`, accessTokenTtlSeconds: 600, users: [{ ...DEMO_USERS.alice, groupOverage: true }, { ...DEMO_USERS.bob, groupOverage: true }] },
     config: async (idp) => {
       graph = await startGraphStandIn(idp);
       return {
@@ -245,18 +247,27 @@ t.test("Azure AD group overage: a user in too many groups for a token gets them 
     await stack.stop();
     await graph!.stop();
   });
+  const groupsReceived = async (cookieHeader: string) => {
+    const answer = await request(stack.sidecar.url + '/', { headers: { ...NAVIGATION, cookie: cookieHeader } });
+    t.equal(answer.status, 200);
+    return stack.portal.requests.at(-1)?.headers['x-forwarded-groups'];
+  };
   const alice = await signIn(stack, { user: DEMO_USERS.alice });
   t.equal(graph!.calls, 1, 'one call to Graph at sign-in');
-  await request(stack.sidecar.url + '/', { headers: { ...NAVIGATION, cookie: alice.cookieHeader } });
-  t.equal(stack.portal.requests.at(-1)?.headers['x-forwarded-groups'], 'portal-users,admins', 'the groups Graph listed');
+  t.equal(await groupsReceived(alice.cookieHeader), 'portal-users,admins', 'the groups Graph listed');
   await t.rejects(signIn(stack, { user: DEMO_USERS.bob }), /callback answered 403/, 'bob, in none of the allowed groups per Graph, is refused');
   const scrape = parseExposition((await request(stack.sidecar.metricsUrl + '/metrics')).body);
   t.equal(scrape.value('oidc_sidecar_idp_request_duration_seconds_count', { endpoint: 'graph' }), 2, 'Graph requests are timed');
 
   graph!.available = false;
-  await t.rejects(signIn(stack, { user: DEMO_USERS.alice }), /callback answered 403/, 'with Graph down, no groups: the group rule fails closed');
-  const warning = stack.logLines.map((line) => JSON.parse(line) as Record<string, unknown>).find((entry) => entry.msg === "group overage: the user's groups could not be read from Microsoft Graph");
-  t.match(warning, { level: 40, subject: DEMO_USERS.alice.sub, err: { message: 'Microsoft Graph answered 503 to getMemberObjects' } });
+  offset += 11 * 60_000;
+  t.equal(await groupsReceived(alice.cookieHeader), 'portal-users,admins', 'a refresh while Graph is down keeps the groups read before');
+  t.match(auditEvents(stack).at(-1), { event: 'token_refreshed', user: 'alice' });
+  t.equal(graph!.calls, 3, 'the refresh asked Graph again');
+  await t.rejects(signIn(stack, { user: DEMO_USERS.alice }), /callback answered 403/, 'with Graph down, a new sign-in has no groups: the group rule fails closed');
+  const warnings = stack.logLines.map((line) => JSON.parse(line) as Record<string, unknown>).filter((entry) => entry.msg === "group overage: the user's groups could not be read from Microsoft Graph");
+  t.equal(warnings.length, 2);
+  t.match(warnings[0], { level: 40, subject: DEMO_USERS.alice.sub, err: { message: 'Microsoft Graph answered 503 to getMemberObjects' } });
   t.notOk(stack.logLines.join('\n').includes(alice.cookie), 'no cookie in the log');
 });
 
