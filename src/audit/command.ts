@@ -17,8 +17,10 @@ export const AUDIT_OPTIONS = {
 export const AUDIT_USAGE = 'audit [--config FILE] [FILTERS] [--json]';
 export const AUDIT_SUMMARY = 'print audit events of the Redis stream; FILTERS: --user U --client C --event E --since/--until 2h|ISO --limit N';
 
-type OptionValues = Record<string, string | boolean | (string | boolean)[] | undefined>;
-interface Output {
+/** A subcommand's parsed options, as `node:util` parseArgs gives them. */
+export type OptionValues = Record<string, string | boolean | (string | boolean)[] | undefined>;
+/** Where a subcommand writes. */
+export interface Output {
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WritableStream;
 }

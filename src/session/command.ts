@@ -1,4 +1,5 @@
 import { AuditStream, type AuditRecord } from '../audit/index.js';
+import type { OptionValues, Output } from '../audit/command.js';
 import type { Config } from '../config/schema.js';
 import { createRedisClient, RedisStore } from './redis-store.js';
 import { SessionManager, type SessionListing } from './sessions.js';
@@ -14,12 +15,6 @@ export const SESSIONS_OPTIONS = {
 
 export const SESSIONS_USAGE = 'sessions list --user U [--json] | revoke (--user U | --session ID)';
 export const SESSIONS_SUMMARY = "list or end sessions in the Redis store; U: a user's name, e-mail or subject";
-
-type OptionValues = Record<string, string | boolean | (string | boolean)[] | undefined>;
-interface Output {
-  stdout: NodeJS.WritableStream;
-  stderr: NodeJS.WritableStream;
-}
 
 /** What the command line asks for. */
 type SessionsRequest = { action: 'list'; user: string; json: boolean } | { action: 'revoke'; user: string } | { action: 'revoke'; session: string };
