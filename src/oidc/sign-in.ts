@@ -48,12 +48,7 @@ export class BrowserSignIn {
 
   /** Starts a sign-in that returns to `returnTo`; `bindingValue` is this browser's binding cookie. */
   begin(returnTo: string, bindingValue: string): Promise<URL> {
-    const transaction = this.transactions.begin({
-      returnTo,
-      nonce: client.randomNonce(),
-      codeVerifier: client.randomPKCECodeVerifier(),
-      bindingHash: bindingHash(bindingValue),
-    });
+    const transaction = this.transactions.begin({ returnTo, bindingHash: bindingHash(bindingValue) });
     return this.provider.authorizationUrl(transaction);
   }
 

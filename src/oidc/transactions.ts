@@ -1,4 +1,4 @@
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { deriveKey, open, seal, sha256Base64url } from '../session/crypto.js';
 import type { Clock, KeyValueStore } from '../session/store.js';
 import type { AuthorizationChecks } from './provider.js';
@@ -7,32 +7,47 @@ import type { AuthorizationChecks } from './provider.js';
 export interface LoginTransaction extends AuthorizationChecks {
   /** Where to send the browser after sign-in (absolute URL on the portal's origin). */
   returnTo: string;
-  /** SHA-256 of the browser-binding cookie value of the browser that started the attempt. */
+  /** A hash of the browser-binding cookie value of the browser that started the attempt. */
   bindingHash: string;
   /** Milliseconds since the epoch; the callback must come before. */
   expiresAt: number;
 }
 
-type SealedTransaction = Omit<LoginTransaction, 'state'>;
+/** What the state carries, sealed, under short names: the state travels in two URLs. */
+interface SealedFields {
+  /** Random id; the nonce and the PKCE verifier are derived from it. */
+  i: string;
+  r: string;
+  b: string;
+  /** Expiry, seconds since the epoch. */
+  e: number;
+}
 
 /** How long a sign-in may take between leaving for the provider and coming back. */
 export const TRANSACTION_TTL_MS = 10 * 60 * 1000;
-/** The state travels in two URLs: a return URL longer than this comes back to its path only, or to `/`. */
-export const MAX_RETURN_URL_LENGTH = 2048;
+/** A return URL longer than this comes back to its path only, or to `/`: the state stays short. */
+export const MAX_RETURN_URL_LENGTH = 1024;
 /** Longer than any state `begin` makes from a return URL of MAX_RETURN_URL_LENGTH. */
-const MAX_STATE_LENGTH = 4096;
+const MAX_STATE_LENGTH = 2048;
+const ID_BYTES = 16;
 const STATE_AAD = Buffer.from('login-transaction');
 const USED = Buffer.from('1');
 
 /**
  * A login transaction travels in its own `state`, sealed (AES-256-GCM) with a key derived from the
  * session secret: starting a sign-in writes nothing anywhere — an anonymous request costs no store
- * write —, every tab carries its own transaction, and any replica can finish it. A state is good
- * for TRANSACTION_TTL_MS and for one sign-in: once its code exchange succeeded, the state is marked
- * used in the store until it would have expired, so a replayed callback is refused.
+ * write —, every tab carries its own transaction, and any replica can finish it. The state holds a
+ * random id, the return URL, a hash of the browser binding and the expiry, about 200 characters for
+ * a short return URL (ingresses and gateways often refuse query strings over 2 KB, and the
+ * provider's code shares the callback's); the nonce and the PKCE verifier are derived from the id
+ * with keys only the sidecar holds. A state is good for TRANSACTION_TTL_MS and for one sign-in:
+ * once its code exchange succeeded, it is marked used in the store until it would have expired, so
+ * a replayed callback is refused.
  */
 export class LoginTransactions {
   readonly #key: Buffer;
+  readonly #nonceKey: Buffer;
+  readonly #verifierKey: Buffer;
 
   constructor(
     private readonly store: KeyValueStore,
@@ -40,13 +55,20 @@ export class LoginTransactions {
     private readonly clock: Clock,
   ) {
     this.#key = deriveKey(secret, 'login-transaction');
+    this.#nonceKey = deriveKey(secret, 'login-transaction-nonce');
+    this.#verifierKey = deriveKey(secret, 'login-transaction-pkce');
   }
 
   /** A new transaction, its `state` the sealed rest. */
-  begin(attempt: Omit<SealedTransaction, 'expiresAt'>): LoginTransaction {
-    const sealed: SealedTransaction = { ...attempt, returnTo: boundedReturnUrl(attempt.returnTo), expiresAt: this.clock() + TRANSACTION_TTL_MS };
-    const state = seal(this.#key, Buffer.from(JSON.stringify(sealed)), STATE_AAD).toString('base64url');
-    return { ...sealed, state };
+  begin(attempt: { returnTo: string; bindingHash: string }): LoginTransaction {
+    const fields: SealedFields = {
+      i: randomBytes(ID_BYTES).toString('base64url'),
+      r: boundedReturnUrl(attempt.returnTo),
+      b: attempt.bindingHash,
+      e: Math.floor((this.clock() + TRANSACTION_TTL_MS) / 1000),
+    };
+    const state = seal(this.#key, Buffer.from(JSON.stringify(fields)), STATE_AAD).toString('base64url');
+    return this.#transaction(state, fields);
   }
 
   /** The transaction `state` carries; null when it is forged, expired or already used. */
@@ -54,15 +76,26 @@ export class LoginTransactions {
     if (!state || state.length > MAX_STATE_LENGTH) return null;
     const plaintext = open(this.#key, Buffer.from(state, 'base64url'), STATE_AAD);
     if (!plaintext) return null;
-    const sealed = JSON.parse(plaintext.toString('utf8')) as SealedTransaction;
-    if (this.clock() >= sealed.expiresAt || (await this.store.get(usedKey(state))) !== null) return null;
-    return { ...sealed, state };
+    const transaction = this.#transaction(state, JSON.parse(plaintext.toString('utf8')) as SealedFields);
+    if (this.clock() >= transaction.expiresAt || (await this.store.get(usedKey(state))) !== null) return null;
+    return transaction;
   }
 
   /** After a successful code exchange: the state can sign no one in again. */
   async markUsed(transaction: LoginTransaction): Promise<void> {
     const ttlMs = transaction.expiresAt - this.clock();
     if (ttlMs > 0) await this.store.set(usedKey(transaction.state), USED, ttlMs);
+  }
+
+  #transaction(state: string, fields: SealedFields): LoginTransaction {
+    return {
+      state,
+      nonce: createHmac('sha256', this.#nonceKey).update(fields.i).digest('base64url'),
+      codeVerifier: createHmac('sha256', this.#verifierKey).update(fields.i).digest('base64url'),
+      returnTo: fields.r,
+      bindingHash: fields.b,
+      expiresAt: fields.e * 1000,
+    };
   }
 }
 
@@ -83,8 +116,9 @@ export function newBindingValue(): string {
   return randomBytes(24).toString('base64url');
 }
 
+/** The first 128 bits of the binding value's SHA-256: all a state needs to tell browsers apart. */
 export function bindingHash(value: string): string {
-  return sha256Base64url(value);
+  return sha256Base64url(value).slice(0, 22);
 }
 
 /** True when `cookieValue` is the binding the transaction was started with (constant time). */

@@ -12,7 +12,7 @@ function setup() {
   t.teardown(() => store.close());
   const transactions = new LoginTransactions(store, SECRET, clock);
   const attempt = (returnTo = `${ORIGIN}/reports?year=2026`) =>
-    transactions.begin({ returnTo, nonce: 'n'.repeat(43), codeVerifier: 'v'.repeat(43), bindingHash: bindingHash('browser-binding') });
+    transactions.begin({ returnTo, bindingHash: bindingHash('browser-binding') });
   return { transactions, store, attempt, advance: (ms: number) => void (now += ms) };
 }
 
@@ -21,9 +21,15 @@ t.test('the state carries the whole transaction, sealed: nothing is stored until
   const begun = attempt();
   t.equal(store.size, 0, 'starting a sign-in writes nothing');
   t.match(begun.state, /^[A-Za-z0-9_-]+$/);
-  t.ok(begun.state.length < 600, `a state fit for a URL (${begun.state.length} characters)`);
-  for (const secret of ['n'.repeat(43), 'v'.repeat(43), 'reports']) t.notOk(Buffer.from(begun.state, 'base64url').toString('latin1').includes(secret), 'nothing readable in it');
-  t.same(await transactions.open(begun.state), begun);
+  t.ok(begun.state.length < 250, `a short state (${begun.state.length} characters)`);
+  t.notOk(Buffer.from(begun.state, 'base64url').toString('latin1').includes('reports'), 'nothing readable in it');
+  t.match(begun.nonce, /^[A-Za-z0-9_-]{43}$/);
+  t.match(begun.codeVerifier, /^[A-Za-z0-9_-]{43}$/, 'a PKCE verifier of 43 unreserved characters');
+  t.not(begun.nonce, begun.codeVerifier);
+  const another = attempt();
+  t.not(another.nonce, begun.nonce, 'each transaction has its own nonce …');
+  t.not(another.codeVerifier, begun.codeVerifier, '… and verifier');
+  t.same(await transactions.open(begun.state), begun, 'opened: the same nonce and verifier, derived again');
   t.same(await transactions.open(begun.state), begun, 'still good until used');
   await transactions.markUsed(begun);
   t.equal(await transactions.open(begun.state), null, 'used: a replay finds nothing');
@@ -34,7 +40,7 @@ t.test('a forged, altered, foreign-keyed, oversized or expired state opens to no
   const { transactions, store, attempt, advance } = setup();
   const begun = attempt();
   const altered = begun.state.slice(0, 40) + (begun.state[40] === 'A' ? 'B' : 'A') + begun.state.slice(41);
-  const otherKey = new LoginTransactions(store, 'another-session-secret-of-32-bytes!!', () => Date.now()).begin({ returnTo: `${ORIGIN}/`, nonce: 'n', codeVerifier: 'v', bindingHash: 'b' });
+  const otherKey = new LoginTransactions(store, 'another-session-secret-of-32-bytes!!', () => Date.now()).begin({ returnTo: `${ORIGIN}/`, bindingHash: 'b' });
   for (const state of ['', 'forged', altered, otherKey.state, 'A'.repeat(5000), begun.state + '%00']) t.equal(await transactions.open(state), null, state.slice(0, 20));
   advance(TRANSACTION_TTL_MS - 1);
   t.ok(await transactions.open(begun.state), 'good until the last millisecond');
