@@ -1,6 +1,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { writeFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { freePort } from './free-port.js';
 
@@ -24,20 +28,81 @@ process.on('exit', () => {
 /**
  * Starts `redis-server` (the `REDIS_SERVER` environment variable, else the one on PATH) and resolves
  * once it answers PING. A port taken between choosing and binding it is retried on another port.
+ * `argv` gives the command line for a port (default: a plain server).
  */
-export async function startRedis(): Promise<RedisServer> {
+export async function startRedis(argv: (port: number) => string[] = plainServer): Promise<RedisServer> {
   for (let attempt = 1; ; attempt++) {
     try {
-      return await startOnce(await freePort());
+      return await startOnce(await freePort(), argv);
     } catch (error) {
       if (attempt === START_ATTEMPTS) throw error;
     }
   }
 }
 
-async function startOnce(port: number): Promise<RedisServer> {
+function plainServer(port: number): string[] {
+  return ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
+}
+
+/** Redis Sentinel watching `master` under the name `portal`; `nodes` as `redis.sentinel.nodes` takes them. */
+export async function startSentinel(master: RedisServer): Promise<RedisServer & { masterName: string; nodes: string[] }> {
+  const dir = await mkdtemp(join(tmpdir(), 'oidc-sidecar-sentinel-'));
+  const masterName = 'portal';
+  const sentinel = await startRedis((port) => {
+    const file = join(dir, `sentinel-${port}.conf`);
+    writeFileSync(file, [`port ${port}`, 'bind 127.0.0.1', `sentinel monitor ${masterName} 127.0.0.1 ${master.port} 1`, ''].join('\n'));
+    return [file, '--sentinel'];
+  });
+  return { ...sentinel, masterName, nodes: [`127.0.0.1:${sentinel.port}`], stop: () => sentinel.stop().finally(() => rm(dir, { recursive: true, force: true })) };
+}
+
+/** A Redis Cluster of three masters, its slots spread over them; `nodes` as `redis.cluster.nodes` takes them. */
+export async function startCluster(): Promise<{ nodes: string[]; stop(): Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'oidc-sidecar-cluster-'));
+  const servers: RedisServer[] = [];
+  const stop = async () => {
+    for (const server of servers) await server.stop();
+    await rm(dir, { recursive: true, force: true });
+  };
+  try {
+    for (let i = 0; i < 3; i++) {
+      servers.push(await startRedis((port) => [...plainServer(port), '--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`), '--dir', dir]));
+    }
+    const nodes = servers.map((server) => `127.0.0.1:${server.port}`);
+    await run('redis-cli', ['--cluster', 'create', ...nodes, '--cluster-replicas', '0', '--cluster-yes']);
+    await waitForClusterState(servers[0]!.port);
+    return { nodes, stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+async function run(command: string, args: string[]): Promise<void> {
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const [code] = (await once(child, 'exit')) as [number | null];
+  if (code !== 0) throw new Error(`${command} ${args.join(' ')} failed (${code}):\n${output.slice(-OUTPUT_KEPT)}`);
+}
+
+async function waitForClusterState(port: number): Promise<void> {
+  const deadline = Date.now() + STARTUP_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    const child = spawn('redis-cli', ['-p', String(port), 'cluster', 'info'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let info = '';
+    child.stdout.on('data', (chunk: Buffer) => (info += chunk.toString()));
+    await once(child, 'exit');
+    if (info.includes('cluster_state:ok')) return;
+    await sleep(50);
+  }
+  throw new Error(`the Redis Cluster did not reach cluster_state:ok within ${STARTUP_TIMEOUT_MS} ms`);
+}
+
+async function startOnce(port: number, argv: (port: number) => string[]): Promise<RedisServer> {
   const executable = process.env.REDIS_SERVER ?? 'redis-server';
-  const server = spawn(executable, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+  const server = spawn(executable, argv(port), {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
