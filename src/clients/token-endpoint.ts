@@ -84,10 +84,12 @@ export class TokenEndpoint {
     const client = await this.#authenticate(request);
     if (!client.ok) return client.answer;
     const claims = await this.options.issuer.verify(token).catch(() => undefined);
-    if (claims?.client_id === client.app.clientId) {
-      await this.options.revocations.revoke(claims.jti, claims.exp);
-      this.options.authenticator.forget(token);
-    }
+    // RFC 7009 §2.2: a token that is invalid, expired or not ours to know of is answered 200 …
+    if (!claims) return { status: 200, body: {} };
+    // … §2.1: one issued to another client is refused (whoever holds it can use it anyway: no oracle).
+    if (claims.client_id !== client.app.clientId) return oauthError(400, 'unauthorized_client', 'The token was not issued to this client.');
+    await this.options.revocations.revoke(claims.jti, claims.exp);
+    this.options.authenticator.forget(token);
     return { status: 200, body: {} };
   }
 

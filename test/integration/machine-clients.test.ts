@@ -270,12 +270,14 @@ t.test('machine clients', async (t) => {
     await expectRefused(t, { authorization: `Bearer ${scim}` }, 'Bearer token validation failed: The application is not allowed on this path (routes).', '/odata/x');
   });
 
-  t.test('revocation: the application may revoke its own tokens only; unknown tokens are answered 200', async (t) => {
+  t.test("revocation: the application may revoke its own tokens only (another's is refused); unknown tokens are answered 200", async (t) => {
     const revoke = (token: string, auth: Record<string, string>) =>
       request(url('/oauth2/revoke'), { method: 'POST', headers: { ...auth, 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ token }).toString() });
     const token = await accessToken();
     await expectAccepted(t, { authorization: `Bearer ${token}` });
-    t.equal((await revoke(token, basic('scim-sync', SCIM_SECRET))).status, 200, "another application's token: 200 …");
+    const foreign = await revoke(token, basic('scim-sync', SCIM_SECRET));
+    t.equal(foreign.status, 400, "another application's token is refused (RFC 7009 §2.1) …");
+    t.same(JSON.parse(foreign.body), { error: 'unauthorized_client', error_description: 'The token was not issued to this client.' });
     await expectAccepted(t, { authorization: `Bearer ${token}` });
     t.pass('… and the token still works');
     t.equal((await revoke('not-a-token', basic('reporting-job', REPORTING_SECRET))).status, 200, 'an unknown token: 200');
