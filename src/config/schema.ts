@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { isSecretHash } from '../clients/secret-hash.js';
+import { isTrustedProxyEntry } from '../server/client-address.js';
 
 /**
  * The one source of truth for the configuration (DESIGN.md §2): validation, defaults and the
@@ -65,6 +66,10 @@ const listenSchema = z
   .strictObject({
     host: text.default('0.0.0.0').describe('address the main port binds'),
     port: port.default(4180).describe('main port: browsers and API clients'),
+    trustedProxies: z
+      .array(text.refine(isTrustedProxyEntry, 'must be an IP address or a CIDR range'))
+      .default([])
+      .describe('proxies in front of the sidecar (an ingress), addresses or CIDR ranges: X-Forwarded-For past them names the client (audit, throttle)'),
   })
   .prefault({});
 

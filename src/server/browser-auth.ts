@@ -38,7 +38,7 @@ export async function authenticateSession(services: Services, req: IncomingMessa
         method: 'session',
         code: 'max_lifetime',
         reason: 'the session reached session.maxLifetimeHours',
-        ...requestAuditFields(req),
+        ...requestAuditFields(services, req),
       });
     }
     return null;
@@ -54,7 +54,7 @@ function tokensDue(session: Session, now: number): boolean {
 
 /** Refreshes once across all replicas; the others wait and read the renewed session. */
 async function renewTokens(services: Services, req: IncomingMessage, cookie: string, handle: SessionHandle, session: Session): Promise<Session | null> {
-  const auditFields = { user: session.user, method: 'session', ...requestAuditFields(req) };
+  const auditFields = { user: session.user, method: 'session', ...requestAuditFields(services, req) };
   if (!services.config.session.refreshTokens || !session.refreshToken) {
     await services.sessions.end(handle);
     services.metrics.sessionsEnded('expired');

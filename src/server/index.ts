@@ -14,6 +14,7 @@ import { MemoryStore } from '../session/memory-store.js';
 import { createRedisClient, RedisStore } from '../session/redis-store.js';
 import { SessionManager } from '../session/sessions.js';
 import { systemClock, type Clock, type KeyValueStore } from '../session/store.js';
+import { ClientAddresses } from './client-address.js';
 import { createMetricsServer } from './metrics-server.js';
 import { RouteList } from './paths.js';
 import { createRequestHandler, createUpgradeHandler } from './pipeline.js';
@@ -139,6 +140,7 @@ function buildServices(
     apiRoutes: new RouteList(config.routes.api),
     prefix: config.routes.prefix,
     publicOrigin: new URL(config.publicUrl).origin,
+    clientAddresses: new ClientAddresses(config.listen.trustedProxies),
     clock,
   };
 }

@@ -13,7 +13,7 @@ const MAX_LOGOUT_BODY_BYTES = 64 * 1024;
  * A token is accepted once (its `jti` is remembered until it expires).
  */
 export async function backchannelLogout(services: Services, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const auditFields = { method: 'backchannel', ...requestAuditFields(req) };
+  const auditFields = { method: 'backchannel', ...requestAuditFields(services, req) };
   const refuse = (status: number, why: string) => {
     services.audit.record({ event: 'backchannel_logout', code: 'refused', reason: `back-channel logout refused: ${why}`, ...auditFields });
     sendJson(res, status, { error: 'invalid_request', error_description: 'The logout token is not acceptable.' });
@@ -56,7 +56,7 @@ export async function frontchannelLogout(services: Services, req: IncomingMessag
   if (sid && sid.length <= 256 && (!issuer || issuer === services.provider.issuer())) {
     const ended = await services.sessions.endBySid(sid);
     services.metrics.sessionsEnded('frontchannel', ended);
-    services.audit.record({ event: 'logout', method: 'frontchannel', reason: `${ended} session(s) ended by front-channel logout`, ...requestAuditFields(req) });
+    services.audit.record({ event: 'logout', method: 'frontchannel', reason: `${ended} session(s) ended by front-channel logout`, ...requestAuditFields(services, req) });
   }
   res.writeHead(200, { 'cache-control': 'no-store', 'content-type': 'text/html; charset=utf-8', 'content-length': '0' });
   res.end();

@@ -25,7 +25,7 @@ export async function authenticateMachineClient(services: Services, req: Incomin
   const outcome = await services.machineClients.authenticate(req.headers, path);
   if (outcome.status === 'absent') return outcome;
   if (outcome.status === 'refused') {
-    const auditFields = requestAuditFields(req);
+    const auditFields = requestAuditFields(services, req);
     for (const { method, clientId, refusal } of outcome.failures) {
       services.audit.record({ event: 'api_auth_failed', clientId, method, ...refusal, ...auditFields });
       if (!services.config.audit.enabled) services.logger.info({ clientId, method, reason: refusal.reason, requestId: auditFields.requestId }, 'machine client refused');
@@ -34,7 +34,7 @@ export async function authenticateMachineClient(services: Services, req: Incomin
   }
   const { identity } = outcome;
   // One audit event per verification, not per request: a verified credential is cached.
-  if (outcome.firstUse) services.audit.record({ event: 'api_auth', clientId: identity.clientId, method: identity.method, reason: 'credential verified', ...requestAuditFields(req) });
+  if (outcome.firstUse) services.audit.record({ event: 'api_auth', clientId: identity.clientId, method: identity.method, reason: 'credential verified', ...requestAuditFields(services, req) });
   return { status: 'authenticated', clientId: identity.clientId, headers: identityHeaders(services, identity) };
 }
 
@@ -66,8 +66,8 @@ async function answerClientRequest(services: Services, req: IncomingMessage, res
     if (!(error instanceof BodyError)) throw error;
     return sendJson(res, error.status, { error: 'invalid_request', error_description: `The request body is not acceptable: ${error.message}.` });
   }
-  const answer = await handle({ authorization: req.headers.authorization, form, address: req.socket.remoteAddress ?? '' });
-  if (answer.audit) services.audit.record({ ...answer.audit, method: 'client-credentials', ...requestAuditFields(req) });
+  const answer = await handle({ authorization: req.headers.authorization, form, address: services.clientAddresses.of(req) });
+  if (answer.audit) services.audit.record({ ...answer.audit, method: 'client-credentials', ...requestAuditFields(services, req) });
   sendJson(res, answer.status, answer.body, answer.headers);
 }
 

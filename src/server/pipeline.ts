@@ -27,7 +27,8 @@ const RETRY_SOON = { 'retry-after': '5' };
  * identity found, never the sidecar's cookies, a verified credential or hop-by-hop headers.
  */
 export function createRequestHandler(services: Services): (req: IncomingMessage, res: ServerResponse) => void {
-  const observer = new RequestObserver(services.metrics.http, services.config.log.access ? services.logger.child({ log: 'access' }) : undefined);
+  const accessLog = services.config.log.access ? { logger: services.logger.child({ log: 'access' }), clientAddress: (req: IncomingMessage) => services.clientAddresses.of(req) } : undefined;
+  const observer = new RequestObserver(services.metrics.http, accessLog);
 
   /** Answers one request; a promise only when a step has to wait (machine credentials, the session store, sign-in). */
   function handle(req: IncomingMessage, res: ServerResponse, observed: ObservedRequest): void | Promise<void> {

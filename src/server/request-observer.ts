@@ -32,7 +32,7 @@ type ObservedResponse = ServerResponse & { [OBSERVED]: ObservedRequest };
 export class RequestObserver {
   constructor(
     private readonly metrics: HttpMetrics,
-    private readonly accessLog: Logger | undefined,
+    private readonly accessLog: AccessLog | undefined,
   ) {}
 
   begin(res: ServerResponse): ObservedRequest {
@@ -55,8 +55,14 @@ function onClose(this: ObservedResponse): void {
   observed.observer.finish(observed, this);
 }
 
+/** `log.access`: where the lines go, and who the client is (past trusted proxies). */
+export interface AccessLog {
+  logger: Logger;
+  clientAddress(req: IncomingMessage): string;
+}
+
 /** One line a request; the path without its query string, never a header, cookie or token. */
-function logAccess(logger: Logger, observed: ObservedRequest, req: IncomingMessage, status: number, seconds: number): void {
+function logAccess({ logger, clientAddress }: AccessLog, observed: ObservedRequest, req: IncomingMessage, status: number, seconds: number): void {
   const url = req.url ?? '';
   const queryAt = url.indexOf('?');
   logger.info({
@@ -68,7 +74,7 @@ function logAccess(logger: Logger, observed: ObservedRequest, req: IncomingMessa
     requestId: req.headers[REQUEST_ID_HEADER],
     user: observed.user,
     clientId: observed.clientId,
-    ip: req.socket.remoteAddress,
+    ip: clientAddress(req),
   }, 'request');
 }
 

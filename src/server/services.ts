@@ -10,6 +10,7 @@ import type { IdentityHeaders } from '../proxy/identity-headers.js';
 import type { Upstream } from '../proxy/upstream.js';
 import type { SessionManager } from '../session/sessions.js';
 import type { Clock, KeyValueStore } from '../session/store.js';
+import type { ClientAddresses } from './client-address.js';
 import type { RouteList } from './paths.js';
 import type { SessionCookies } from './session-cookies.js';
 
@@ -36,15 +37,17 @@ export interface Services {
   prefix: string;
   /** `publicUrl`'s origin, e.g. `https://portal.example.com`. */
   publicOrigin: string;
+  /** Who a request's client is, past `listen.trustedProxies`: for the audit and access logs and the throttle. */
+  clientAddresses: ClientAddresses;
   clock: Clock;
 }
 
 export const REQUEST_ID_HEADER = 'x-request-id';
 
 /** The audit fields every event of a request shares. */
-export function requestAuditFields(req: IncomingMessage): Pick<AuditEvent, 'ip' | 'userAgent' | 'requestId'> {
+export function requestAuditFields(services: Pick<Services, 'clientAddresses'>, req: IncomingMessage): Pick<AuditEvent, 'ip' | 'userAgent' | 'requestId'> {
   return {
-    ip: req.socket.remoteAddress,
+    ip: services.clientAddresses.of(req),
     userAgent: req.headers['user-agent']?.slice(0, 256),
     requestId: req.headers[REQUEST_ID_HEADER] as string | undefined,
   };

@@ -19,12 +19,12 @@ export async function finishSignIn(services: Services, req: IncomingMessage, res
   if (!outcome.ok) return sendSignInFailure(services, req, res, outcome);
   const { cookieValue } = await services.sessions.create(outcome.session);
   services.metrics.sessionCreated();
-  services.audit.record({ event: 'login', user: outcome.session.user, method: 'session', ...requestAuditFields(req) });
+  services.audit.record({ event: 'login', user: outcome.session.user, method: 'session', ...requestAuditFields(services, req) });
   redirect(res, outcome.returnTo, [services.cookies.session(cookieValue)]);
 }
 
 function sendSignInFailure(services: Services, req: IncomingMessage, res: ServerResponse, failure: SignInFailure): void {
-  services.audit.record({ event: 'login_failed', user: failure.user, method: 'session', code: failure.code, reason: failure.reason, ...requestAuditFields(req) });
+  services.audit.record({ event: 'login_failed', user: failure.user, method: 'session', code: failure.code, reason: failure.reason, ...requestAuditFields(services, req) });
   const retryPath = failure.returnTo ? new URL(failure.returnTo).pathname + new URL(failure.returnTo).search : '/';
   sendHtml(res, failure.status, {
     title: failure.status === 403 ? 'Access denied' : 'Sign-in failed',
@@ -47,7 +47,7 @@ export async function signOut(services: Services, req: IncomingMessage, res: Ser
   const { session, handle } = resumed;
   await sessions.end(handle);
   services.metrics.sessionsEnded('logout');
-  services.audit.record({ event: 'logout', user: session.user, method: 'session', reason: 'the user signed out', ...requestAuditFields(req) });
+  services.audit.record({ event: 'logout', user: session.user, method: 'session', reason: 'the user signed out', ...requestAuditFields(services, req) });
   if (config.logout.revokeTokens) {
     if (session.refreshToken) void provider.revoke(session.refreshToken, 'refresh_token');
     if (session.accessToken) void provider.revoke(session.accessToken, 'access_token');

@@ -380,6 +380,7 @@ t.test('bad values and missing keys are refused, one line per key', async (t) =>
     ['a port that is text', configWith({ listen: { port: 'eighty' } }), ['listen.port: expected a number, received a string']],
     ['a port out of range', configWith({ metrics: { port: 70000 } }), ['metrics.port: must be at most 65535']],
     ['a fractional port', configWith({ listen: { port: 80.5 } }), ['listen.port: must be a whole number']],
+    ['a trusted proxy by name', configWith({ listen: { trustedProxies: ['10.0.0.0/8', 'ingress.local'] } }), ['listen.trustedProxies[1]: must be an IP address or a CIDR range']],
     ['a non-positive timeout', configWith({ upstream: { timeoutSeconds: 0 } }), ['upstream.timeoutSeconds: must be greater than 0']],
     ['a boolean that is text', configWith({ upstream: { websockets: 'yes please' } }), ['upstream.websockets: expected true or false, received a string']],
     ['an unknown log level', configWith({ log: { level: 'loud' } }), ['log.level: must be one of "fatal", "error", "warn", "info", "debug", "trace", "silent"']],

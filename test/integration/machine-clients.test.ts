@@ -345,6 +345,33 @@ t.test('failed client authentications are throttled per address and client id', 
   t.match(auditEvents(stack).at(-1), { code: 'unknown_client' }, 'another client id from the same address is still checked');
 });
 
+t.test('behind a trusted proxy the client is named by X-Forwarded-For: in the audit log and in the throttle', async (t) => {
+  const stack: Stack = await startStack({
+    config: {
+      listen: { trustedProxies: ['127.0.0.1'] },
+      applications: [{ clientId: 'job', grantTypes: ['client_credentials'], clientSecretHash: await hashSecret('right'), routes: ['^/api/'] }],
+    },
+  });
+  let stopped = false;
+  t.teardown(() => (stopped ? undefined : stack.stop()));
+  const attempt = (forwardedFor: string) =>
+    request(stack.sidecar.url + '/oauth2/token', {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-forwarded-for': forwardedFor },
+      body: new URLSearchParams({ grant_type: 'client_credentials', client_id: 'job', client_secret: 'wrong' }).toString(),
+    });
+  await request(stack.sidecar.url + '/api/items', { headers: { accept: 'application/json', authorization: 'Bearer junk', 'x-forwarded-for': '198.51.100.1, 203.0.113.9' } });
+  t.match(auditEvents(stack).at(-1), { event: 'api_auth_failed', ip: '203.0.113.9' }, 'the address the trusted proxy saw, not what the client prepended');
+  for (let i = 0; i < 20; i++) await attempt('203.0.113.9');
+  await attempt('203.0.113.9');
+  t.match(auditEvents(stack).at(-1), { code: 'throttled', ip: '203.0.113.9' }, 'that client is throttled …');
+  await attempt('203.0.113.10');
+  // Twenty `secret` refusals a minute are audited one by one; this one is in the summary written at stop.
+  await stack.stop();
+  stopped = true;
+  t.match(auditEvents(stack).at(-1), { code: 'secret', ip: '203.0.113.10', reason: /^1 more like this from 203\.0\.113\.10 / }, '… another behind the same proxy is still checked');
+});
+
 t.test('a throttled attempt takes as long as a checked one: answer times do not tell which client ids exist', async (t) => {
   const stack: Stack = await startStack({
     config: { applications: [{ clientId: 'job', grantTypes: ['client_credentials'], clientSecretHash: await hashSecret('right'), routes: ['^/api/'] }] },
