@@ -48,9 +48,7 @@ export function createRequestHandler(services: Services): (req: IncomingMessage,
       return forward(req, res);
     }
     if (carriesMachineCredential(req)) return handleMachineCredential(req, res, observed, path.normalized);
-    const session = authenticateSessionNow(services, req);
-    if (session !== undefined) return handleSession(req, res, observed, session, path.normalized);
-    return authenticateSession(services, req).then((stored) => handleSession(req, res, observed, stored, path.normalized));
+    return handleBrowser(req, res, observed, path.normalized);
   }
 
   async function handleMachineCredential(req: IncomingMessage, res: ServerResponse, observed: ObservedRequest, path: string): Promise<void> {
@@ -60,8 +58,14 @@ export function createRequestHandler(services: Services): (req: IncomingMessage,
       observed.clientId = machine.clientId;
       return forward(req, res, machine.headers, MACHINE_CREDENTIAL_HEADERS);
     }
+    return handleBrowser(req, res, observed, path);
+  }
+
+  /** The browser session: found without waiting when its record is at hand, else read from the store. */
+  function handleBrowser(req: IncomingMessage, res: ServerResponse, observed: ObservedRequest, path: string): void | Promise<void> {
     const session = authenticateSessionNow(services, req);
-    return handleSession(req, res, observed, session === undefined ? await authenticateSession(services, req) : session, path);
+    if (session !== undefined) return handleSession(req, res, observed, session, path);
+    return authenticateSession(services, req).then((stored) => handleSession(req, res, observed, stored, path));
   }
 
   /** With a session, to the portal; without, to the provider (a browser navigation) or a 401. */
