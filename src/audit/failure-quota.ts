@@ -2,8 +2,8 @@ import type { Clock } from '../session/store.js';
 import type { AuditEvent } from './events.js';
 
 /** How many failures of one kind (event, code and method) are written one by one in a window. */
-export const FAILURES_WRITTEN_PER_WINDOW = 20;
-export const FAILURE_WINDOW_MS = 60_000;
+const FAILURES_WRITTEN_PER_WINDOW = 20;
+const FAILURE_WINDOW_MS = 60_000;
 /** Distinct client addresses counted in one summary; more are reported as "at least". */
 const MAX_ADDRESSES_COUNTED = 1000;
 
@@ -79,7 +79,7 @@ function anyoneCanCause(event: AuditEvent): boolean {
 }
 
 function summaryOf({ event, count, addresses }: HeldBack): AuditEvent {
-  const from = addresses.size >= MAX_ADDRESSES_COUNTED ? `at least ${MAX_ADDRESSES_COUNTED} addresses` : addresses.size === 1 ? `${[...addresses][0]}` : `${addresses.size} addresses`;
+  const from = fromWhere(addresses);
   const seconds = FAILURE_WINDOW_MS / 1000;
   return {
     event: event.event,
@@ -88,4 +88,10 @@ function summaryOf({ event, count, addresses }: HeldBack): AuditEvent {
     ip: addresses.size === 1 ? event.ip : undefined,
     reason: `${count} more like this from ${from} within ${seconds} s, past the ${FAILURES_WRITTEN_PER_WINDOW} written one by one; the first held back: ${event.reason ?? 'no reason given'}`,
   };
+}
+
+function fromWhere(addresses: Set<string>): string {
+  if (addresses.size === 0) return 'an unknown address';
+  if (addresses.size === 1) return [...addresses][0]!;
+  return addresses.size >= MAX_ADDRESSES_COUNTED ? `at least ${MAX_ADDRESSES_COUNTED} addresses` : `${addresses.size} addresses`;
 }

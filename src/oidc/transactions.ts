@@ -26,8 +26,8 @@ interface SealedFields {
 /** How long a sign-in may take between leaving for the provider and coming back. */
 export const TRANSACTION_TTL_MS = 10 * 60 * 1000;
 /** A return URL longer than this comes back to its path only, or to `/`: the state stays short. */
-export const MAX_RETURN_URL_LENGTH = 1024;
-/** Longer than any state `begin` makes from a return URL of MAX_RETURN_URL_LENGTH. */
+export const MAX_RETURN_URL_IN_STATE = 1024;
+/** Longer than any state `begin` makes from a return URL of MAX_RETURN_URL_IN_STATE. */
 const MAX_STATE_LENGTH = 2048;
 const ID_BYTES = 16;
 const STATE_AAD = Buffer.from('login-transaction');
@@ -105,10 +105,10 @@ function usedKey(state: string): string {
 
 /** `returnTo`, or its path alone, or the origin's `/`: whichever is the first short enough. */
 function boundedReturnUrl(returnTo: string): string {
-  if (returnTo.length <= MAX_RETURN_URL_LENGTH) return returnTo;
+  if (returnTo.length <= MAX_RETURN_URL_IN_STATE) return returnTo;
   const url = new URL(returnTo);
   const withoutQuery = url.origin + url.pathname;
-  return withoutQuery.length <= MAX_RETURN_URL_LENGTH ? withoutQuery : url.origin + '/';
+  return withoutQuery.length <= MAX_RETURN_URL_IN_STATE ? withoutQuery : url.origin + '/';
 }
 
 /** A new browser-binding value (set once per browser, shared by its tabs). */
@@ -116,7 +116,7 @@ export function newBindingValue(): string {
   return randomBytes(24).toString('base64url');
 }
 
-/** The first 128 bits of the binding value's SHA-256: all a state needs to tell browsers apart. */
+/** The binding value's SHA-256 cut to 22 base64url characters (132 bits): all a state needs to tell browsers apart. */
 export function bindingHash(value: string): string {
   return sha256Base64url(value).slice(0, 22);
 }

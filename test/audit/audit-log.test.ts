@@ -144,3 +144,14 @@ t.test('a flood of failures anyone can cause: the first of each kind a minute wr
   audit.close();
   t.match(entries().at(-1), { event: 'login_failed', code: 'unknown_state', ip: '203.0.113.9', reason: /^1 more like this from 203\.0\.113\.9 within 60 s/ }, 'closing writes what was held back');
 });
+
+t.test('a summary of failures that came with no address says so', async (t) => {
+  const { logger, entries } = capture();
+  let now = 0;
+  const audit = createAuditLog({ logger, enabled: true, metrics: new Metrics(), clock: () => now });
+  for (let i = 0; i < 22; i++) audit.record({ event: 'login_failed', method: 'session', code: 'unknown_state', reason: 'the state is unknown' });
+  now += 60_000;
+  audit.close();
+  t.match(entries().at(-1), { event: 'login_failed', reason: /^2 more like this from an unknown address within 60 s/ });
+  t.equal(entries().at(-1)!.ip, undefined);
+});

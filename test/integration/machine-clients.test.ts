@@ -349,6 +349,7 @@ t.test('behind a trusted proxy the client is named by X-Forwarded-For: in the au
   const stack: Stack = await startStack({
     config: {
       listen: { trustedProxies: ['127.0.0.1'] },
+      log: { access: true },
       applications: [{ clientId: 'job', grantTypes: ['client_credentials'], clientSecretHash: await hashSecret('right'), routes: ['^/api/'] }],
     },
   });
@@ -362,6 +363,8 @@ t.test('behind a trusted proxy the client is named by X-Forwarded-For: in the au
     });
   await request(stack.sidecar.url + '/api/items', { headers: { accept: 'application/json', authorization: 'Bearer junk', 'x-forwarded-for': '198.51.100.1, 203.0.113.9' } });
   t.match(auditEvents(stack).at(-1), { event: 'api_auth_failed', ip: '203.0.113.9' }, 'the address the trusted proxy saw, not what the client prepended');
+  const accessLines = stack.logLines.map((line) => JSON.parse(line) as Record<string, unknown>).filter((entry) => entry.log === 'access');
+  t.match(accessLines.at(-1), { path: '/api/items', status: 401, ip: '203.0.113.9' }, 'the access log names the same client');
   for (let i = 0; i < 20; i++) await attempt('203.0.113.9');
   await attempt('203.0.113.9');
   t.match(auditEvents(stack).at(-1), { code: 'throttled', ip: '203.0.113.9' }, 'that client is throttled …');

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { bindingHash, LoginTransactions, MAX_RETURN_URL_LENGTH, TRANSACTION_TTL_MS } from '../../src/oidc/transactions.js';
+import { bindingHash, LoginTransactions, MAX_RETURN_URL_IN_STATE, TRANSACTION_TTL_MS } from '../../src/oidc/transactions.js';
 import { MemoryStore } from '../../src/session/memory-store.js';
 
 const SECRET = 'a-session-secret-of-at-least-32-bytes!';
@@ -52,12 +52,12 @@ t.test('a forged, altered, foreign-keyed, oversized or expired state opens to no
 
 t.test('a long return URL comes back to its path, or to the start page', async (t) => {
   const { transactions, attempt } = setup();
-  const longQuery = `${ORIGIN}/reports?filter=${'x'.repeat(MAX_RETURN_URL_LENGTH)}`;
+  const longQuery = `${ORIGIN}/reports?filter=${'x'.repeat(MAX_RETURN_URL_IN_STATE)}`;
   const withoutQuery = attempt(longQuery);
   t.equal(withoutQuery.returnTo, `${ORIGIN}/reports`);
   t.equal((await transactions.open(withoutQuery.state))?.returnTo, `${ORIGIN}/reports`);
-  t.equal(attempt(`${ORIGIN}/${'p'.repeat(MAX_RETURN_URL_LENGTH)}`).returnTo, `${ORIGIN}/`);
-  const longest = attempt(`${ORIGIN}/${'p'.repeat(MAX_RETURN_URL_LENGTH - ORIGIN.length - 1)}`);
-  t.equal(longest.returnTo.length, MAX_RETURN_URL_LENGTH, 'the longest kept whole');
+  t.equal(attempt(`${ORIGIN}/${'p'.repeat(MAX_RETURN_URL_IN_STATE)}`).returnTo, `${ORIGIN}/`);
+  const longest = attempt(`${ORIGIN}/${'p'.repeat(MAX_RETURN_URL_IN_STATE - ORIGIN.length - 1)}`);
+  t.equal(longest.returnTo.length, MAX_RETURN_URL_IN_STATE, 'the longest kept whole');
   t.ok(await transactions.open(longest.state), 'and its state still opens');
 });
