@@ -3,6 +3,7 @@ import http from 'node:http';
 import net from 'node:net';
 import t from 'tap';
 import { request } from '../support/http.js';
+import { scrape } from '../support/metrics.js';
 import { auditEvents, NAVIGATION, signIn, startStack } from '../support/stack.js';
 
 const JSON_ACCEPT = { accept: 'application/json' };
@@ -107,6 +108,17 @@ t.test('requests through a running sidecar', async (t) => {
     t.equal(answer.headers['x-portal-hop'], undefined, 'a header the portal named in Connection is dropped');
     t.equal(answer.headers.trailer, undefined);
     t.not(answer.headers.connection, 'X-Portal-Hop', "the sidecar's own connection handling");
+  });
+
+  t.test("a large answer reaches a client that reads slowly, whole and in order", async (t) => {
+    const kib = 16 * 1024;
+    const received = await readSlowly(url(`/big?kb=${kib}`), { cookie: cookieHeader }, 300);
+    t.equal(received.status, 200);
+    t.equal(received.bytes, kib * 1024);
+    const portalKib = Buffer.alloc(1024, 'legacy portal payload 0123456789\n');
+    const sent = createHash('sha256');
+    for (let i = 0; i < kib; i++) sent.update(portalKib);
+    t.equal(received.sha256, sent.digest('hex'), 'the very bytes the portal sent');
   });
 
   t.test('hop-by-hop request headers stop at the sidecar, and cannot take its own headers away', async (t) => {
@@ -224,6 +236,32 @@ t.test('when the portal fails', async (t) => {
     t.equal(stack.portal.requests.at(-1)!.aborted, true);
   });
 
+  t.test('the portal breaks off mid-answer: the client is cut off too, not left waiting', async (t) => {
+    const cut = await readSlowly(stack.sidecar.url + '/cut?kb=64', { cookie: cookieHeader }, 0);
+    t.equal(cut.status, 200);
+    t.equal(cut.headers['content-length'], String(128 * 1024));
+    t.equal(cut.error, 'aborted', 'the client sees the answer end early');
+    t.ok(cut.bytes <= 64 * 1024, 'nothing made up');
+    t.match(await scrape(stack.sidecar.metricsUrl).then((s) => s.value('oidc_sidecar_upstream_errors_total', { reason: 'reset' })), 1);
+  });
+
+  t.test('the client goes away mid-answer: the portal request is destroyed, and no portal failure counted', async (t) => {
+    const resets = async () => (await scrape(stack.sidecar.metricsUrl)).value('oidc_sidecar_upstream_errors_total', { reason: 'reset' });
+    const before = await resets();
+    await new Promise<void>((resolve, reject) => {
+      const req = http.get(stack.sidecar.url + '/big?kb=65536', { headers: { cookie: cookieHeader }, agent: false }, (res) => {
+        res.once('data', () => {
+          req.destroy();
+          resolve();
+        });
+      });
+      req.on('error', (error) => (req.destroyed ? undefined : reject(error)));
+    });
+    await waitFor(() => stack.portal.requests.at(-1)!.aborted);
+    t.equal(stack.portal.requests.at(-1)!.url, '/big?kb=65536');
+    t.equal(await resets(), before);
+  });
+
   t.test('down: 502 page, JSON for API clients', async (t) => {
     await stack.portal.stop();
     const page = await request(stack.sidecar.url + '/', { headers: { ...NAVIGATION, cookie: cookieHeader } });
@@ -329,4 +367,27 @@ function upgrade(url: string, headers: Record<string, string>): Promise<string> 
 async function waitFor(condition: () => boolean, timeoutMs = 3000): Promise<void> {
   const until = Date.now() + timeoutMs;
   while (!condition() && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 20));
+}
+
+/**
+ * Reads a response after `pauseMs` without reading (so a proxy in between meets back-pressure),
+ * hashing the body; `error` is how the body ended early, if it did.
+ */
+function readSlowly(url: string, headers: Record<string, string>, pauseMs: number): Promise<{ status: number; headers: http.IncomingHttpHeaders; bytes: number; sha256: string; error?: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { headers, agent: false }, (res) => {
+      res.pause();
+      const hash = createHash('sha256');
+      let bytes = 0;
+      const done = (error?: string) => resolve({ status: res.statusCode!, headers: res.headers, bytes, sha256: hash.digest('hex'), error });
+      res.on('data', (chunk: Buffer) => {
+        bytes += chunk.length;
+        hash.update(chunk);
+      });
+      res.on('end', () => done());
+      res.on('error', (error) => done(error.message));
+      setTimeout(() => res.resume(), pauseMs);
+    });
+    req.on('error', reject);
+  });
 }

@@ -69,6 +69,13 @@ t.test('/1k is exactly 1024 bytes of HTML and /big streams N KiB', async (t) => 
   t.equal((await big.arrayBuffer()).byteLength, 300 * 1024);
 });
 
+t.test('/cut sends half the answer it promised, then drops the connection', async (t) => {
+  const portal = await startTestPortal(t);
+  const cut = await fetch(`${portal.url}/cut?kb=4`);
+  t.equal(cut.headers.get('content-length'), String(8 * 1024));
+  await t.rejects(cut.arrayBuffer(), 'the body ends early');
+});
+
 t.test('/slow answers late, and stops waiting when the client goes away', async (t) => {
   const portal = await startTestPortal(t);
   const started = Date.now();

@@ -12,6 +12,7 @@ import { escapeHtml, htmlPage } from './html.js';
  * - `/slow?ms=N` answers after N ms (its timer stops when the client goes away),
  * - `/echo` answers JSON describing the request,
  * - `/big?kb=N` streams N KiB,
+ * - `/cut?kb=N` promises 2N KiB, sends N KiB and drops the connection (a portal failing mid-answer),
  * - `/ws` accepts a WebSocket upgrade and echoes the raw bytes it receives (frames stay masked, so
  *   it suits byte-level tests rather than a browser's WebSocket),
  * - `/1k` answers exactly 1024 bytes of HTML (benchmark),
@@ -131,6 +132,8 @@ function route(req: IncomingMessage, res: ServerResponse, entry: RecordedRequest
       return send(res, 200, 'application/json', JSON.stringify(describe(entry)));
     case '/big':
       return streamKibibytes(res, boundedInteger(searchParams.get('kb'), MAX_KIB));
+    case '/cut':
+      return breakOffAfterKibibytes(res, boundedInteger(searchParams.get('kb'), MAX_KIB));
     case '/1k':
       return send(res, 200, 'text/html; charset=utf-8', ONE_KIB_PAGE);
     case '/hop-by-hop':
@@ -163,6 +166,12 @@ function answerAfter(res: ServerResponse, ms: number): void {
 function streamKibibytes(res: ServerResponse, kib: number): void {
   res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': kib * KIB.length });
   pipeline(Readable.from(repeat(KIB, kib)), res).catch(() => res.destroy());
+}
+
+function breakOffAfterKibibytes(res: ServerResponse, kib: number): void {
+  res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': 2 * kib * KIB.length });
+  for (let i = 0; i < kib; i++) res.write(KIB);
+  res.socket?.end(() => res.destroy());
 }
 
 function* repeat(chunk: Buffer, times: number): Generator<Buffer> {
