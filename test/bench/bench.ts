@@ -324,7 +324,7 @@ async function measurePair([mine, baseline]: [Served, Served], headers: Record<s
     { name: 'mine', pid: mine.server.pid },
     { name: 'baseline', pid: baseline.server.pid },
   ]);
-  const [ours, theirs] = await Promise.all([load(mine.url, headers, settings, settings.seconds), load(baseline.url, headers, settings, settings.seconds)]);
+  const [ours, theirs] = (await loadTogether([mine.url, baseline.url], headers, settings, settings.seconds)) as [LoadResult, LoadResult];
   const percent = await cpu();
   const side = (result: LoadResult, cpuPercent = NaN): PairedSide => ({ requests: result.requests, failed: result.errors + result.timeouts + result.non2xx, cpuPercent });
   return { mine: side(ours, percent.mine), baseline: side(theirs, percent.baseline) };
@@ -336,9 +336,14 @@ function describePair(run: PairedRun): string {
   return `${run.mine.requests} and ${run.baseline.requests} requests, req/s on one core ${capacityRatio(run).toFixed(3)}${warning}`;
 }
 
-function load(url: string, headers: Record<string, string> | undefined, settings: Settings, seconds: number): Promise<LoadResult> {
-  const input: LoadInput = { url, headers: headers ?? {}, connections: settings.connections, seconds, loader: settings.loader };
-  return runInChild<LoadResult>('./load-process.ts', input, seconds * 1000 + 30_000);
+async function load(url: string, headers: Record<string, string> | undefined, settings: Settings, seconds: number): Promise<LoadResult> {
+  return (await loadTogether([url], headers, settings, seconds))[0]!;
+}
+
+/** Loads every URL for `seconds`, all from one load-generator process and starting at the same moment. */
+function loadTogether(urls: string[], headers: Record<string, string> | undefined, settings: Settings, seconds: number): Promise<LoadResult[]> {
+  const inputs = urls.map((url): LoadInput => ({ url, headers: headers ?? {}, connections: settings.connections, seconds, loader: settings.loader }));
+  return runInChild<LoadResult[]>('./load-process.ts', inputs, seconds * 1000 + 30_000);
 }
 
 /** Shows that metrics recording costs the hot path nothing measurable (issue: observability). */

@@ -4,9 +4,11 @@ import autocannon from 'autocannon';
 import { answerFromChild } from './children.js';
 
 /**
- * The load generator, in a process of its own: one run, summarized. `wrk` (C, a few µs of CPU per
- * request) when it is installed, so the load generator is not what limits the proxies; else
- * autocannon (Node). BENCH_LOADER=autocannon or wrk forces one.
+ * The load generator, in a process of its own: one run per input, all started at the same moment
+ * (a paired run's two loads begin together, so neither proxy has the CPU to itself for a while),
+ * each summarized. `wrk` (C, a few µs of CPU per request) when it is installed, so the load
+ * generator is not what limits the proxies; else autocannon (Node). BENCH_LOADER=autocannon or wrk
+ * forces one.
  */
 
 export interface LoadInput {
@@ -31,7 +33,7 @@ export interface LoadResult {
   non2xx: number;
 }
 
-answerFromChild((input: LoadInput): Promise<LoadResult> => (input.loader === 'wrk' ? runWrk(input) : runAutocannon(input)));
+answerFromChild((inputs: LoadInput[]): Promise<LoadResult[]> => Promise.all(inputs.map((input) => (input.loader === 'wrk' ? runWrk(input) : runAutocannon(input)))));
 
 async function runAutocannon(input: LoadInput): Promise<LoadResult> {
   const result = await autocannon({ url: input.url, headers: input.headers, connections: input.connections, duration: input.seconds });
