@@ -197,8 +197,8 @@ const identitySchema = z
 
 const authorizationSchema = z
   .strictObject({
-    allowedGroups: z.array(text).default([]).describe('sign-in allowed to members of these groups; empty = anyone'),
-    allowedEmailDomains: z.array(text).default([]).describe('sign-in allowed to these e-mail domains; empty = any'),
+    allowedGroups: z.array(text).default([]).describe('sign-in allowed to members of these groups, checked again at every token refresh; empty = anyone'),
+    allowedEmailDomains: z.array(text).default([]).describe('sign-in allowed to these e-mail domains, checked again at every token refresh; empty = any'),
   })
   .prefault({});
 

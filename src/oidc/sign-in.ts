@@ -18,6 +18,9 @@ export interface SignInFailure {
   user?: string;
 }
 
+/** A refresh found the user no longer allowed: the message is the rule that refuses them. */
+export class AccessWithdrawnError extends Error {}
+
 export type SignInOutcome = { ok: true; session: Session; returnTo: string } | SignInFailure;
 
 const USER_CLAIMS = ['preferred_username', 'upn', 'email', 'sub'];
@@ -74,9 +77,15 @@ export class BrowserSignIn {
     return { ok: true, session: this.#newSession(tokens), returnTo: transaction.returnTo };
   }
 
-  /** Renews the session's tokens with its refresh token; throws when the provider refuses. */
+  /**
+   * Renews the session's tokens with its refresh token; throws when the provider refuses, and
+   * `AccessWithdrawnError` when the renewed claims no longer pass the authorization rules (a user
+   * taken out of an allowed group keeps no access past the next refresh).
+   */
   async refresh(session: Session): Promise<Session> {
     const tokens = await this.provider.refresh(session.refreshToken!, session.claims);
+    const denial = this.#authorizationDenial(tokens.claims);
+    if (denial) throw new AccessWithdrawnError(denial);
     return { ...session, ...tokenFields(tokens), claims: tokens.claims };
   }
 

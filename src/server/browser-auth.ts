@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { AuditEvent } from '../audit/index.js';
 import { errorSummary, ProviderUnavailableError } from '../oidc/provider.js';
+import { AccessWithdrawnError } from '../oidc/sign-in.js';
 import type { Session } from '../session/session.js';
 import type { SessionHandle } from '../session/sessions.js';
 import { requestAuditFields, type Services } from './services.js';
@@ -89,6 +90,10 @@ async function endAfterFailedRefresh(services: Services, handle: SessionHandle, 
   services.metrics.tokenRefresh('failure');
   await services.sessions.end(handle);
   services.metrics.sessionsEnded('refresh_failed');
-  services.audit.record({ event: 'refresh_failed', reason: `token refresh failed: ${errorSummary(error).message}`, ...auditFields });
+  const failure =
+    error instanceof AccessWithdrawnError
+      ? { code: 'not_allowed', reason: `the renewed claims no longer pass the authorization rules: ${error.message}` }
+      : { reason: `token refresh failed: ${errorSummary(error).message}` };
+  services.audit.record({ event: 'refresh_failed', ...failure, ...auditFields });
 }
 

@@ -206,6 +206,28 @@ t.test('users outside the allowed groups are refused at sign-in', async (t) => {
   t.match(auditEvents(stack), [{ event: 'login_failed', user: 'bob', code: 'not_allowed', reason: /allowedGroups/ }, { event: 'login', user: 'alice' }]);
 });
 
+t.test('a user taken out of the allowed groups loses access at the next token refresh', async (t) => {
+  let offset = 0;
+  const alice = { ...DEMO_USERS.alice, groups: [...DEMO_USERS.alice.groups] };
+  const stack = await startStack({ clock: () => Date.now() + offset, idp: { accessTokenTtlSeconds: 600, users: [alice, DEMO_USERS.bob] }, config: { authorization: { allowedGroups: ['admins'] } } });
+  t.teardown(() => stack.stop());
+  const { cookieHeader } = await signIn(stack, { user: alice });
+  const status = async () => (await request(stack.sidecar.url + '/echo', { headers: { accept: 'application/json', cookie: cookieHeader } })).status;
+  t.equal(await status(), 200);
+  alice.groups = ['portal-users'];
+  t.equal(await status(), 200, 'until the tokens are due, the session stands');
+  offset += 11 * 60_000;
+  t.equal(await status(), 401, 'the refresh brought claims the rules refuse: the session ended');
+  offset = 0;
+  t.equal(await status(), 401, 'and stays ended');
+  t.match(auditEvents(stack).at(-1), {
+    event: 'refresh_failed',
+    user: 'alice',
+    code: 'not_allowed',
+    reason: 'the renewed claims no longer pass the authorization rules: the user is in none of authorization.allowedGroups',
+  });
+});
+
 t.test('Azure AD: with provider.azure.allowedTenants, only users of those tenants sign in', async (t) => {
   const contoso = '0b5e2f64-3c1d-4f7a-9e8b-6a2d1c0f4e31';
   const fabrikam = '7d1c9a20-5e4b-4b3f-8c2a-1f0e9d8c7b6a';
