@@ -54,6 +54,16 @@ export function createUpstream(options: UpstreamOptions): Upstream {
     res.on('close', abandonIfUnfinished);
   });
 
+  // An upgrade has the same time-out (a client that leaves meanwhile is noticed by it at the latest:
+  // its socket is not read before the portal answers). Once upgraded, http-proxy joins the two
+  // sockets until either ends.
+  proxy.on('proxyReqWs', (proxyReq, req) => {
+    const pending: PendingRequest = { proxyReq, started: performance.now(), timer: setTimeout(timeOut, options.timeoutMs, req), timedOut: false };
+    (req as ProxiedRequest)[PENDING] = pending;
+    const answered = () => clearTimeout(pending.timer);
+    proxyReq.once('response', answered).once('upgrade', answered);
+  });
+
   proxy.on('proxyRes', (proxyRes, req, res) => {
     const pending = (req as ProxiedRequest)[PENDING];
     if (pending) {

@@ -262,6 +262,31 @@ t.test('when the portal fails', async (t) => {
     t.equal(await resets(), before);
   });
 
+  t.test('a WebSocket upgrade the portal never answers: 504, and the portal request is dropped', async (t) => {
+    const silent = () => stack.portal.requests.filter((entry) => entry.url === '/ws-silent').length;
+    const started = Date.now();
+    t.match(await upgrade(stack.sidecar.url + '/ws-silent', { cookie: cookieHeader }), /^HTTP\/1.1 504 /);
+    t.ok(Date.now() - started >= 450, 'after upstream.timeoutSeconds');
+    t.equal(silent(), 1, 'the portal got the upgrade');
+    await waitFor(() => stack.portal.openUpgrades() === 0);
+    t.equal(stack.portal.openUpgrades(), 0, "the portal's connection was closed");
+    t.match(await scrape(stack.sidecar.metricsUrl).then((s) => s.value('oidc_sidecar_upstream_errors_total', { reason: 'timeout' })), 2);
+  });
+
+  t.test('an answered WebSocket outlives upstream.timeoutSeconds', async (t) => {
+    const socket = net.connect(Number(new URL(stack.sidecar.url).port), '127.0.0.1');
+    t.teardown(() => socket.destroy());
+    await new Promise((resolve) => socket.once('connect', resolve));
+    const key = randomBytes(16).toString('base64');
+    socket.write(`GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\nCookie: ${cookieHeader}\r\n\r\n`);
+    const handshake = await new Promise<string>((resolve) => socket.once('data', (data) => resolve(data.toString('latin1'))));
+    t.match(handshake, /^HTTP\/1.1 101 /);
+    await new Promise((resolve) => setTimeout(resolve, 800));
+    socket.write('still here');
+    const echoed = await new Promise<string>((resolve) => socket.once('data', (data) => resolve(data.toString('latin1'))));
+    t.equal(echoed, 'still here');
+  });
+
   t.test('down: 502 page, JSON for API clients', async (t) => {
     await stack.portal.stop();
     const page = await request(stack.sidecar.url + '/', { headers: { ...NAVIGATION, cookie: cookieHeader } });

@@ -14,7 +14,7 @@ import { escapeHtml, htmlPage } from './html.js';
  * - `/big?kb=N` streams N KiB,
  * - `/cut?kb=N` promises 2N KiB, sends N KiB and drops the connection (a portal failing mid-answer),
  * - `/ws` accepts a WebSocket upgrade and echoes the raw bytes it receives (frames stay masked, so
- *   it suits byte-level tests rather than a browser's WebSocket),
+ *   it suits byte-level tests rather than a browser's WebSocket); `/ws-silent` never answers one,
  * - `/1k` answers exactly 1024 bytes of HTML (benchmark),
  * - `/hop-by-hop` answers with its own status text, two cookies and connection-level headers (a
  *   proxy must drop those),
@@ -48,6 +48,8 @@ export interface LegacyPortal {
   port: number;
   /** Every request, upgrades included, in arrival order. */
   requests: RecordedRequest[];
+  /** WebSocket connections the portal holds open (answered on `/ws` or left waiting on `/ws-silent`). */
+  openUpgrades(): number;
   stop(): Promise<void>;
 }
 
@@ -83,6 +85,7 @@ export async function startPortal(options: PortalOptions = {}): Promise<LegacyPo
     url: `http://${host}:${port}`,
     port,
     requests,
+    openUpgrades: () => upgraded.size,
     stop: async () => {
       for (const socket of upgraded) socket.destroy();
       await stopServer(server);
@@ -257,11 +260,17 @@ function send(res: ServerResponse, status: number, contentType: string, body: st
   res.end(body);
 }
 
-/** Answers a WebSocket handshake on `/ws` by hand (RFC 6455 §4.2.2), then echoes every byte. */
+/** Answers a WebSocket handshake on `/ws` by hand (RFC 6455 §4.2.2), then echoes every byte; leaves one on `/ws-silent` unanswered. */
 function acceptWebSocket(req: IncomingMessage, socket: Duplex, head: Buffer, upgraded: Set<Duplex>): void {
   socket.on('error', () => socket.destroy());
   const key = req.headers['sec-websocket-key'];
   const path = new URL(req.url ?? '/', 'http://portal.invalid').pathname;
+  if (path === '/ws-silent') {
+    upgraded.add(socket);
+    socket.on('close', () => upgraded.delete(socket));
+    socket.on('end', () => socket.end());
+    return;
+  }
   if (path !== '/ws' || req.headers.upgrade?.toLowerCase() !== 'websocket' || !key) {
     socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
     return;
