@@ -109,8 +109,8 @@ const providerObject = z.strictObject({
     .enum(['client_secret_basic', 'client_secret_post', 'private_key_jwt'])
     .default('client_secret_basic')
     .describe('how the sidecar authenticates to the token endpoint'),
-  privateKeyFile: text.optional().describe('PEM private key for private_key_jwt'),
-  certificateFile: text.optional().describe('PEM certificate of that key (Azure: its thumbprint is sent)'),
+  privateKeyFile: text.optional().describe('PEM RSA private key (PKCS#8 or PKCS#1) for private_key_jwt, read at start'),
+  certificateFile: text.optional().describe('PEM or DER certificate of that key, checked to match it (Azure: its thumbprint is sent)'),
   scopes: z.array(text).min(1).default(['openid', 'profile', 'email']).describe('scopes requested at sign-in'),
   redirectPath: z
     .string()

@@ -1,4 +1,4 @@
-import { createHash, X509Certificate } from 'node:crypto';
+import { createHash, createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { importPKCS8 } from 'jose';
 import * as client from 'openid-client';
@@ -44,6 +44,7 @@ export class OidcProvider {
   #logoutTokens: LogoutTokenVerifier | undefined;
   #retryTimer: NodeJS.Timeout | undefined;
   #closed = false;
+  #clientAuth: client.ClientAuth | undefined;
   /** Every request to the provider goes through it, timed by endpoint. */
   readonly #fetch: ReturnType<typeof timedFetch>;
 
@@ -59,8 +60,12 @@ export class OidcProvider {
     this.#fetch = timedFetch(endpointOf, onIdpRequest);
   }
 
-  /** Starts discovery; resolves once the first attempt is over, whatever its outcome. */
+  /**
+   * Reads the client's credentials (a bad key or certificate file stops the start, naming its key),
+   * then starts discovery; resolves once the first attempt is over, whatever its outcome.
+   */
   async start(): Promise<void> {
+    this.#clientAuth = await this.#clientAuthentication();
     await this.#discover(0);
   }
 
@@ -185,7 +190,7 @@ export class OidcProvider {
       execute: insecure ? [client.allowInsecureRequests] : [],
       [client.customFetch]: this.#fetch,
     };
-    const clientAuth = await this.#clientAuthentication();
+    const clientAuth = this.#clientAuth!;
     const metadata: Partial<client.ClientMetadata> = { redirect_uris: [this.redirectUri] };
     const discovered = await client.discovery(issuer, provider.clientId, metadata, clientAuth, options);
     if (!provider.authorizationEndpoint && !provider.tokenEndpoint) return discovered;
@@ -222,11 +227,16 @@ export function issuerUrl(config: Config): string {
   return provider.issuerUrl!;
 }
 
-/** `private_key_jwt` client authentication; with a certificate, its thumbprints go in the header (Azure AD wants `x5t`). */
+/**
+ * `private_key_jwt` client authentication with an RSA key (PKCS#8 or PKCS#1 PEM), signing RS256;
+ * with a certificate (PEM or DER) of that key, its thumbprints go in the header (Azure AD wants `x5t`).
+ */
 async function privateKeyJwt(privateKeyFile: string, certificateFile: string | undefined): Promise<client.ClientAuth> {
-  const key = await importPKCS8(await readFile(privateKeyFile, 'utf8'), 'RS256');
+  const privateKey = await readPrivateKey(privateKeyFile);
+  const key = await importPKCS8(privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, 'RS256');
   if (!certificateFile) return client.PrivateKeyJwt(key);
-  const certificate = new X509Certificate(await readFile(certificateFile));
+  const certificate = await readCertificate(certificateFile);
+  if (!certificate.checkPrivateKey(privateKey)) throw new Error(`provider.certificateFile: "${certificateFile}" is not the certificate of provider.privateKeyFile's key`);
   const x5t = createHash('sha1').update(certificate.raw).digest('base64url');
   const x5tS256 = createHash('sha256').update(certificate.raw).digest('base64url');
   return client.PrivateKeyJwt(key, {
@@ -234,6 +244,33 @@ async function privateKeyJwt(privateKeyFile: string, certificateFile: string | u
       header.x5t = x5t;
       header['x5t#S256'] = x5tS256;
     },
+  });
+}
+
+async function readPrivateKey(file: string): Promise<KeyObject> {
+  const text = await readKeyFile('provider.privateKeyFile', file);
+  let key: KeyObject;
+  try {
+    key = createPrivateKey(text);
+  } catch {
+    throw new Error(`provider.privateKeyFile: "${file}" holds no PEM private key`);
+  }
+  if (key.asymmetricKeyType !== 'rsa') throw new Error(`provider.privateKeyFile: "${file}" must hold an RSA private key (private_key_jwt signs RS256)`);
+  return key;
+}
+
+async function readCertificate(file: string): Promise<X509Certificate> {
+  const content = await readKeyFile('provider.certificateFile', file);
+  try {
+    return new X509Certificate(content);
+  } catch {
+    throw new Error(`provider.certificateFile: "${file}" is not an X.509 certificate (PEM or DER)`);
+  }
+}
+
+function readKeyFile(key: string, file: string): Promise<Buffer> {
+  return readFile(file).catch((error: NodeJS.ErrnoException) => {
+    throw new Error(`${key}: cannot read "${file}" (${error.code ?? 'unreadable'})`);
   });
 }
 

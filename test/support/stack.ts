@@ -6,7 +6,7 @@ import type { Clock } from '../../src/session/store.js';
 import { CookieJar, signInWithoutBrowser } from './browserless.js';
 import { freePort } from './free-port.js';
 import { request } from './http.js';
-import { DEMO_USERS, startIdp, type IdpOptions, type TestIdp, type TestUser } from './idp.js';
+import { DEMO_USERS, startIdp, type IdpOptions, type TestClient, type TestIdp, type TestUser } from './idp.js';
 import { startPortal, type LegacyPortal } from './portal.js';
 
 /**
@@ -34,6 +34,8 @@ export interface StackOptions {
   clock?: Clock;
   /** Register the sidecar's back-channel logout endpoint at the IdP. */
   backchannelLogout?: boolean;
+  /** Changes to the sidecar's registration at the IdP (e.g. `private_key_jwt` and its keys). */
+  sidecarClient?: Partial<TestClient>;
 }
 
 export const CLIENT_ID = 'portal-sidecar';
@@ -54,6 +56,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
         redirectUris: [`${publicUrl}/oauth2/callback`],
         postLogoutRedirectUris: [`${publicUrl}/oauth2/sign_out`, `${publicUrl}/`],
         backchannelLogoutUri: options.backchannelLogout ? `${publicUrl}/oauth2/backchannel-logout` : undefined,
+        ...options.sidecarClient,
       },
       ...(options.idp?.clients ?? []),
     ],
