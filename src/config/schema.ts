@@ -36,6 +36,13 @@ const regexSource = z.string().refine(isValidRegex, { message: 'is not a valid r
 const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$/, 'must be "host:port"');
 const textOrList = (message: string) => z.union([text, z.array(text).min(1)], { error: malformed(message) });
 
+/** True for `https://host[:port]` (a trailing `/` allowed); also for a malformed URL, which has its own error. */
+function isOrigin(text: string): boolean {
+  if (!URL.canParse(text)) return true;
+  const url = new URL(text);
+  return url.pathname === '/' && !url.search && !url.hash && !url.username && !url.password;
+}
+
 function isValidRegex(source: string): boolean {
   try {
     new RegExp(source);
@@ -308,7 +315,9 @@ const configObject = z.strictObject({
   listen: listenSchema,
   metrics: metricsSchema,
   upstream: upstreamSchema,
-  publicUrl: secureUrl.describe('seed: "Bizagi server URL": external base URL of the portal'),
+  publicUrl: secureUrl
+    .refine(isOrigin, 'must be an origin (scheme, host and port; no path, query or credentials): the sidecar answers at the root of its host')
+    .describe('seed: "Bizagi server URL": external base URL of the portal, an origin'),
   provider: providerSchema,
   session: sessionSchema,
   redis: redisSchema,

@@ -290,6 +290,11 @@ t.test('every cross-field rule names the key it is about', async (t) => {
       'redis: set exactly one of redis.url, redis.sentinel, redis.cluster (session.store is "redis")',
     ],
     ['plain http publicUrl off loopback', { publicUrl: 'http://portal.example.com' }, 'publicUrl: must use https; plain http is accepted only for loopback hosts'],
+    ...['https://portal.example.com/portal', 'https://portal.example.com/?x=1', 'https://user@portal.example.com'].map((publicUrl): [string, Tree, string] => [
+      `publicUrl ${publicUrl}`,
+      { publicUrl },
+      'publicUrl: must be an origin (scheme, host and port; no path, query or credentials): the sidecar answers at the root of its host',
+    ]),
     [
       'plain http issuerUrl off loopback',
       { provider: { issuerUrl: 'http://idp.example.com' } },
