@@ -10,12 +10,17 @@ import type { RevocationList } from './revocation.js';
 import type { TokenIssuer } from './token-issuer.js';
 import { tokenKey, VerifiedTokenCache } from './verified-cache.js';
 
+/** Which header carried a machine credential: `Authorization: Bearer` or `X-ClientCertificate-Token`. */
 export type MachineAuthMethod = 'bearer' | 'client-certificate';
 
-/** Who a machine request comes from, once its credential is verified. */
+/**
+ * Who a machine request comes from, once its credential is verified. `method` is its
+ * `X-Auth-Method` (DESIGN.md §4): `client-credentials` for a token the sidecar issued (client
+ * credentials grant), `bearer` for the identity provider's, `client-certificate`.
+ */
 export interface MachineIdentity {
   clientId: string;
-  method: MachineAuthMethod;
+  method: MachineAuthMethod | 'client-credentials';
   /** Granted scopes (sidecar tokens, certificate tokens) or the IdP token's roles: `X-Forwarded-Roles`. */
   roles: readonly string[];
 }
@@ -162,7 +167,7 @@ export class MachineAuthenticator {
     if (!app?.grantTypes.has('client_credentials')) return { ok: false, refusal: bearerRefusals.unknownClient, clientId: claims.client_id };
     if (await this.options.revocations.isRevoked(claims.jti)) return { ok: false, refusal: bearerRefusals.revoked, clientId: app.clientId };
     const roles = claims.scope.split(' ').filter((scope) => app.scopes.includes(scope));
-    const credential = { identity: { clientId: app.clientId, method: 'bearer' as const, roles }, routes: app.routes, jti: claims.jti, revocationCheckedAt: this.options.clock() };
+    const credential = { identity: { clientId: app.clientId, method: 'client-credentials' as const, roles }, routes: app.routes, jti: claims.jti, revocationCheckedAt: this.options.clock() };
     return { ok: true, credential, expiresAtSeconds: claims.exp };
   }
 

@@ -179,9 +179,9 @@ t.test('machine clients', async (t) => {
   t.test('precedence: Authorization first, the certificate token only when it is absent or invalid', async (t) => {
     const bearer = await accessToken();
     await expectAccepted(t, { authorization: `Bearer ${bearer}`, [TOKEN_HEADER]: 'garbage' });
-    t.equal(lastPortalRequest().headers['x-auth-method'], 'bearer', 'a valid Authorization wins over a bad certificate token');
+    t.equal(lastPortalRequest().headers['x-auth-method'], 'client-credentials', "a valid Authorization wins over a bad certificate token (a sidecar token: X-Auth-Method names the grant it came from)");
     await expectAccepted(t, { authorization: `Bearer ${bearer}`, [TOKEN_HEADER]: reportingToken() });
-    t.equal(lastPortalRequest().headers['x-auth-method'], 'bearer', 'and over a good one');
+    t.equal(lastPortalRequest().headers['x-auth-method'], 'client-credentials', 'and over a good one');
     await expectAccepted(t, { authorization: 'Bearer not.a.token', [TOKEN_HEADER]: reportingToken() });
     t.equal(lastPortalRequest().headers['x-auth-method'], 'client-certificate', 'an invalid Authorization falls back to the certificate token');
     t.notOk(lastPortalRequest().headers.authorization, 'neither credential reaches the portal');
@@ -203,6 +203,8 @@ t.test('machine clients', async (t) => {
     await expectAccepted(t, { authorization: `Bearer ${viaPost.json.access_token as string}` });
     t.equal(lastPortalRequest().headers['x-forwarded-roles'], 'odata.read');
     t.equal(lastPortalRequest().headers['x-forwarded-client-id'], 'reporting-job');
+    t.equal(lastPortalRequest().headers['x-auth-method'], 'client-credentials');
+    t.match(auditEvents(stack).filter((event) => event.event === 'api_auth' && event.reason === 'credential verified').at(-1), { clientId: 'reporting-job', method: 'client-credentials' });
     const issued = auditEvents(stack).filter((event) => event.event === 'api_auth' && event.method === 'client-credentials');
     t.ok(issued.length >= 2, 'token issuance is audited');
   });
