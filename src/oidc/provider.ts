@@ -44,7 +44,6 @@ export class OidcProvider {
   #logoutTokens: LogoutTokenVerifier | undefined;
   #retryTimer: NodeJS.Timeout | undefined;
   #closed = false;
-  #clientAuth: client.ClientAuth | undefined;
   /** Every request to the provider goes through it, timed by endpoint. */
   readonly #fetch: ReturnType<typeof timedFetch>;
 
@@ -65,8 +64,7 @@ export class OidcProvider {
    * then starts discovery; resolves once the first attempt is over, whatever its outcome.
    */
   async start(): Promise<void> {
-    this.#clientAuth = await this.#clientAuthentication();
-    await this.#discover(0);
+    await this.#discover(await this.#clientAuthentication(), 0);
   }
 
   isReady(): boolean {
@@ -168,43 +166,29 @@ export class OidcProvider {
     return this.#configuration;
   }
 
-  async #discover(attempt: number): Promise<void> {
+  async #discover(clientAuth: client.ClientAuth, attempt: number): Promise<void> {
     if (this.#closed) return;
     try {
-      this.#configuration = await this.#buildConfiguration();
+      this.#configuration = await this.#buildConfiguration(clientAuth);
       this.logger.info({ issuer: this.#configuration.serverMetadata().issuer }, 'identity provider metadata loaded');
     } catch (error) {
       const delay = RETRY_DELAYS_MS[Math.min(attempt, RETRY_DELAYS_MS.length - 1)]!;
       this.logger.error({ err: errorSummary(error), retryInMs: delay }, 'identity provider discovery failed');
-      this.#retryTimer = setTimeout(() => void this.#discover(attempt + 1), delay);
+      this.#retryTimer = setTimeout(() => void this.#discover(clientAuth, attempt + 1), delay);
       this.#retryTimer.unref();
     }
   }
 
-  async #buildConfiguration(): Promise<client.Configuration> {
-    const { provider } = this.config;
+  async #buildConfiguration(clientAuth: client.ClientAuth): Promise<client.Configuration> {
     const issuer = new URL(issuerUrl(this.config));
     const insecure = issuer.protocol === 'http:' && isHttpsOrLoopback(issuer.href);
-    const options: client.DiscoveryRequestOptions = {
+    const configuration = await client.discovery(issuer, this.config.provider.clientId, { redirect_uris: [this.redirectUri] }, clientAuth, {
       timeout: IDP_TIMEOUT_SECONDS,
       execute: insecure ? [client.allowInsecureRequests] : [],
-      [client.customFetch]: this.#fetch,
-    };
-    const clientAuth = this.#clientAuth!;
-    const metadata: Partial<client.ClientMetadata> = { redirect_uris: [this.redirectUri] };
-    const discovered = await client.discovery(issuer, provider.clientId, metadata, clientAuth, options);
-    if (!provider.authorizationEndpoint && !provider.tokenEndpoint) return discovered;
-    const server: client.ServerMetadata = {
-      // A plain copy: the metadata object also carries helper methods.
-      ...(JSON.parse(JSON.stringify(discovered.serverMetadata())) as client.ServerMetadata),
-      authorization_endpoint: provider.authorizationEndpoint ?? discovered.serverMetadata().authorization_endpoint,
-      token_endpoint: provider.tokenEndpoint ?? discovered.serverMetadata().token_endpoint,
-    };
-    const overridden = new client.Configuration(server, provider.clientId, metadata, clientAuth);
-    overridden.timeout = IDP_TIMEOUT_SECONDS;
-    overridden[client.customFetch] = this.#fetch;
-    if (insecure) client.allowInsecureRequests(overridden);
-    return overridden;
+      [client.customFetch]: withEndpointOverrides(this.#fetch, this.config.provider),
+    });
+    configuration[client.customFetch] = this.#fetch;
+    return configuration;
   }
 
   async #clientAuthentication(): Promise<client.ClientAuth> {
@@ -218,6 +202,26 @@ export class OidcProvider {
         return client.ClientSecretBasic(provider.clientSecret);
     }
   }
+}
+
+/**
+ * The provider's fetch for discovery, with `provider.authorizationEndpoint`/`tokenEndpoint` written
+ * into the discovery document as it arrives: openid-client then treats the endpoints as discovered,
+ * with everything it derives from discovery kept (such as Azure AD's per-tenant issuer check for
+ * `organizations`/`common`, which a configuration built by hand would lose).
+ */
+function withEndpointOverrides(fetch: client.CustomFetch, provider: Config['provider']): client.CustomFetch {
+  const overrides = {
+    ...(provider.authorizationEndpoint && { authorization_endpoint: provider.authorizationEndpoint }),
+    ...(provider.tokenEndpoint && { token_endpoint: provider.tokenEndpoint }),
+  };
+  if (Object.keys(overrides).length === 0) return fetch;
+  return async (url, options) => {
+    const response = await fetch(url, options);
+    if (response.status !== 200) return response;
+    const document = (await response.json()) as Record<string, unknown>;
+    return new Response(JSON.stringify({ ...document, ...overrides }), { status: 200, headers: { 'content-type': 'application/json' } });
+  };
 }
 
 /** The issuer to discover: the configured one, or Azure AD's v2.0 issuer for the tenant. */
