@@ -6,12 +6,17 @@ const FAILURES_WRITTEN_PER_WINDOW = 20;
 const FAILURE_WINDOW_MS = 60_000;
 /** Distinct client addresses counted in one summary; more are reported as "at least". */
 const MAX_ADDRESSES_COUNTED = 1000;
+/** Distinct client ids and user names a summary names; more are reported as "and more". */
+const MAX_NAMES_LISTED = 10;
 
 /** The failures of one kind held back in the current window. */
 interface HeldBack {
   event: AuditEvent;
   count: number;
   addresses: Set<string>;
+  /** The client ids and user names they named: a flood of junk cannot hide who was tried. */
+  clientIds: Set<string>;
+  users: Set<string>;
 }
 
 /**
@@ -48,9 +53,11 @@ export class FailureQuota {
       return true;
     }
     let heldBack = this.#heldBack.get(kind);
-    if (!heldBack) this.#heldBack.set(kind, (heldBack = { event, count: 0, addresses: new Set() }));
+    if (!heldBack) this.#heldBack.set(kind, (heldBack = { event, count: 0, addresses: new Set(), clientIds: new Set(), users: new Set() }));
     heldBack.count++;
-    if (event.ip && heldBack.addresses.size < MAX_ADDRESSES_COUNTED) heldBack.addresses.add(event.ip);
+    addBounded(heldBack.addresses, event.ip, MAX_ADDRESSES_COUNTED);
+    addBounded(heldBack.clientIds, event.clientId, MAX_NAMES_LISTED + 1);
+    addBounded(heldBack.users, event.user, MAX_NAMES_LISTED + 1);
     return false;
   }
 
@@ -78,16 +85,32 @@ function anyoneCanCause(event: AuditEvent): boolean {
   return event.event === 'login_failed' || event.event === 'api_auth_failed' || (event.event === 'backchannel_logout' && event.code === 'refused');
 }
 
-function summaryOf({ event, count, addresses }: HeldBack): AuditEvent {
+function summaryOf({ event, count, addresses, clientIds, users }: HeldBack): AuditEvent {
   const from = fromWhere(addresses);
   const seconds = FAILURE_WINDOW_MS / 1000;
+  const named = [listed('client ids', clientIds), listed('users', users)].filter(Boolean).join('; ');
   return {
     event: event.event,
     code: event.code,
     method: event.method,
-    ip: addresses.size === 1 ? event.ip : undefined,
-    reason: `${count} more like this from ${from} within ${seconds} s, past the ${FAILURES_WRITTEN_PER_WINDOW} written one by one; the first held back: ${event.reason ?? 'no reason given'}`,
+    ip: addresses.size === 1 ? [...addresses][0] : undefined,
+    clientId: clientIds.size === 1 ? [...clientIds][0] : undefined,
+    user: users.size === 1 ? [...users][0] : undefined,
+    reason:
+      `${count} more like this from ${from} within ${seconds} s, past the ${FAILURES_WRITTEN_PER_WINDOW} written one by one` +
+      `${named ? `; ${named}` : ''}; the first held back: ${event.reason ?? 'no reason given'}`,
   };
+}
+
+function addBounded(values: Set<string>, value: string | undefined, max: number): void {
+  if (value !== undefined && values.size < max) values.add(value);
+}
+
+/** "client ids a, b and more", for two or more names (a single one has its own field). */
+function listed(what: string, names: Set<string>): string {
+  if (names.size < 2) return '';
+  const shown = [...names].slice(0, MAX_NAMES_LISTED);
+  return `${what} ${shown.join(', ')}${names.size > MAX_NAMES_LISTED ? ' and more' : ''}`;
 }
 
 function fromWhere(addresses: Set<string>): string {

@@ -145,6 +145,30 @@ t.test('a flood of failures anyone can cause: the first of each kind a minute wr
   t.match(entries().at(-1), { event: 'login_failed', code: 'unknown_state', ip: '203.0.113.9', reason: /^1 more like this from 203\.0\.113\.9 within 60 s/ }, 'closing writes what was held back');
 });
 
+t.test('a summary names the client ids and users its failures named, so a flood of junk cannot hide who was tried', async (t) => {
+  const { logger, entries } = capture();
+  let now = 0;
+  const audit = createAuditLog({ logger, enabled: true, metrics: new Metrics(), clock: () => now });
+  const wrongSecret = (clientId: string) => ({ event: 'api_auth_failed', method: 'client-credentials', code: 'secret', reason: 'the client secret does not match', clientId, ip: '203.0.113.9' }) as const;
+  for (let i = 0; i < 20; i++) audit.record(wrongSecret('made-up'));
+  audit.record(wrongSecret('reporting-job'));
+  audit.record(wrongSecret('made-up'));
+  for (let i = 0; i < 12; i++) audit.record(wrongSecret(`guess-${i}`));
+  for (let i = 0; i < 20; i++) audit.record({ event: 'login_failed', method: 'session', code: 'not_allowed', reason: 'the user is in none of authorization.allowedGroups', user: 'bob' });
+  audit.record({ event: 'login_failed', method: 'session', code: 'not_allowed', reason: 'the user is in none of authorization.allowedGroups', user: 'bob' });
+  now += 60_000;
+  audit.close();
+  const [secrets, notAllowed] = entries().slice(-2);
+  t.match(secrets, {
+    event: 'api_auth_failed',
+    code: 'secret',
+    reason:
+      '14 more like this from 203.0.113.9 within 60 s, past the 20 written one by one; client ids reporting-job, made-up, guess-0, guess-1, guess-2, guess-3, guess-4, guess-5, guess-6, guess-7 and more; the first held back: the client secret does not match',
+  });
+  t.equal(secrets!.clientId, undefined, 'several client ids: none in the field');
+  t.match(notAllowed, { event: 'login_failed', user: 'bob', reason: /^1 more like this from an unknown address within 60 s, past the 20 written one by one; the first held back/ }, 'a single user: in its field');
+});
+
 t.test('a summary of failures that came with no address says so', async (t) => {
   const { logger, entries } = capture();
   let now = 0;
