@@ -44,12 +44,17 @@ type ProxiedRequest = http.IncomingMessage & { [PENDING]?: PendingRequest };
  * `writeHead` with the raw header list, hop-by-hop headers dropped.
  */
 export function createUpstream(options: UpstreamOptions): Upstream {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64, timeout: 60_000 });
+  // Connections to the portal are not capped (as with nginx or oauth2-proxy): a cap would let a few
+  // clients that stop reading hold every connection while later requests queue. Idle ones are kept
+  // up to a bound.
+  const agent = new http.Agent({ keepAlive: true, maxFreeSockets: 64, timeout: 60_000 });
   const proxy = httpProxy.createProxyServer({ target: options.target.href, agent, ws: true, xfwd: false, selfHandleResponse: true });
   const forwardedProto = options.publicUrl.protocol.slice(0, -1);
   const forwardedHost = options.publicUrl.host;
 
   proxy.on('proxyReq', (proxyReq, req, res) => {
+    // The client may have left in the moment before the portal connection was handed out.
+    if (res.destroyed) return void proxyReq.destroy();
     (req as ProxiedRequest)[PENDING] = { proxyReq, started: performance.now(), timer: setTimeout(timeOut, options.timeoutMs, req), timedOut: false };
     res.on('close', abandonIfUnfinished);
   });

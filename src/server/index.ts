@@ -88,6 +88,9 @@ export async function startSidecar(config: Config, options: StartOptions = {}): 
 
 function createMainServer(services: Services): http.Server {
   const main = http.createServer({ maxHeaderSize: MAX_HEADER_BYTES, requestTimeout: 300_000, headersTimeout: 30_000 }, createRequestHandler(services));
+  // A client connection with nothing sent or received for twice the portal's time-out is closed: a
+  // client that stops reading an answer would otherwise hold its portal connection for ever.
+  main.setTimeout(2 * services.config.upstream.timeoutSeconds * 1000);
   main.on('upgrade', createUpgradeHandler(services));
   main.on('clientError', (error: NodeJS.ErrnoException, socket) => {
     answerSocket(socket, error.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request');

@@ -287,6 +287,19 @@ t.test('when the portal fails', async (t) => {
     t.equal(echoed, 'still here');
   });
 
+  t.test('a client that stops reading is disconnected after twice upstream.timeoutSeconds, and its portal request dropped', async (t) => {
+    const socket = net.connect(Number(new URL(stack.sidecar.url).port), '127.0.0.1');
+    t.teardown(() => socket.destroy());
+    await new Promise((resolve) => socket.once('connect', resolve));
+    socket.write(`GET /big?kb=65536 HTTP/1.1\r\nHost: x\r\nCookie: ${cookieHeader}\r\n\r\n`);
+    socket.pause();
+    await waitFor(() => stack.portal.requests.at(-1)?.url === '/big?kb=65536');
+    const started = Date.now();
+    await waitFor(() => stack.portal.requests.at(-1)!.aborted, 5000);
+    t.equal(stack.portal.requests.at(-1)!.aborted, true, "the portal's answer was abandoned");
+    t.ok(Date.now() - started >= 700, 'not before the idle time-out (1 s here)');
+  });
+
   t.test('down: 502 page, JSON for API clients', async (t) => {
     await stack.portal.stop();
     const page = await request(stack.sidecar.url + '/', { headers: { ...NAVIGATION, cookie: cookieHeader } });
