@@ -11,7 +11,7 @@ import { serveFromChild } from './children.js';
  * (what those headers cost, whoever sends them).
  */
 serveFromChild(async (input: { target: string; addHeaders?: Record<string, string> }) => {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 64, timeout: 60_000 });
+  const agent = new http.Agent({ keepAlive: true, maxFreeSockets: 64, timeout: 60_000 });
   const proxy = httpProxy.createProxyServer({ target: input.target, agent, xfwd: false });
   proxy.on('error', (_error, _req, res) => {
     if (res instanceof http.ServerResponse && !res.headersSent) res.writeHead(502).end();
