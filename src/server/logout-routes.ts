@@ -56,7 +56,8 @@ export async function frontchannelLogout(services: Services, req: IncomingMessag
   if (sid && sid.length <= 256 && (!issuer || issuer === services.provider.issuer())) {
     const ended = await services.sessions.endBySid(sid);
     services.metrics.sessionsEnded('frontchannel', ended);
-    services.audit.record({ event: 'logout', method: 'frontchannel', reason: `${ended} session(s) ended by front-channel logout`, ...requestAuditFields(services, req) });
+    // Anyone can call this with a made-up sid: only a logout that ended something is an event.
+    if (ended > 0) services.audit.record({ event: 'logout', method: 'frontchannel', reason: `${ended} session(s) ended by front-channel logout`, ...requestAuditFields(services, req) });
   }
   res.writeHead(200, { 'cache-control': 'no-store', 'content-type': 'text/html; charset=utf-8', 'content-length': '0' });
   res.end();

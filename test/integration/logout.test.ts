@@ -107,9 +107,13 @@ t.test('front-channel logout ends the sessions of the IdP session it names', asy
   t.equal(tooLong.status, 200, 'an oversized sid is ignored');
   t.equal(await status(stack.sidecar.url, cookie), 200);
   // Azure AD sends the sid alone, without iss.
+  for (let i = 0; i < 30; i++) t.equal((await request(stack.sidecar.url + `/oauth2/frontchannel-logout?sid=made-up-${i}`)).status, 200);
+  const frontchannelLogouts = () => auditEvents(stack).filter((event) => event.event === 'logout' && event.method === 'frontchannel');
+  t.same(frontchannelLogouts(), [], 'a sid that ends nothing is no audit event (anyone can send one)');
   const answer = await request(stack.sidecar.url + `/oauth2/frontchannel-logout?sid=${encodeURIComponent(sid)}`);
   t.equal(answer.status, 200);
   t.equal(await status(stack.sidecar.url, cookie), 401);
+  t.match(frontchannelLogouts(), [{ reason: '1 session(s) ended by front-channel logout' }]);
 });
 
 t.test('sign-out revokes the tokens at the provider (logout.revokeTokens)', async (t) => {
