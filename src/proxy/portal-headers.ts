@@ -8,6 +8,11 @@ const CONNECTION = 'connection';
 const HOP_BY_HOP = new Set([CONNECTION, 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
 /** Node answers `Expect: 100-continue` itself (and http-proxy would skip its `proxyReq` event, so the time-out, for a request still expecting one). */
 const ANSWERED_BY_THE_SIDECAR = 'expect';
+/**
+ * Headers that make IIS (URL Rewrite) or a web framework serve another path than the request line
+ * names: the sidecar decided on that path (public route or not), so the portal must not see another.
+ */
+const PATH_OVERRIDES = new Set(['x-original-url', 'x-rewrite-url']);
 /** Node frames a request body for the next hop from these: they stay whatever `Connection` says. */
 const BODY_FRAMING = new Set(['transfer-encoding', 'content-length']);
 
@@ -24,7 +29,7 @@ export interface PortalHeaderChanges {
 
 /**
  * The headers of a request as the portal receives them: the client's (spoofable ones already
- * stripped), without hop-by-hop headers and `Expect`, with the changes. Built as a new object rather than edited
+ * stripped), without hop-by-hop headers, `Expect` and path overrides, with the changes. Built as a new object rather than edited
  * in place: deleting from Node's header object turns it into a slow dictionary for every later read,
  * and for the copy http-proxy makes. `Host` always stays.
  */
@@ -32,7 +37,7 @@ export function portalRequestHeaders(incoming: IncomingHttpHeaders, changes: Por
   const named = changes.upgrade ? undefined : connectionOptions(incoming.connection);
   const headers: IncomingHttpHeaders = {};
   for (const name in incoming) {
-    if (name === 'cookie' || changes.removed?.includes(name)) continue;
+    if (name === 'cookie' || PATH_OVERRIDES.has(name) || changes.removed?.includes(name)) continue;
     if (!changes.upgrade && endsAtTheSidecar(name, named)) continue;
     headers[name] = incoming[name];
   }

@@ -11,7 +11,8 @@ const MAX_PATH_LENGTH = 8192;
 /**
  * Splits the request target, refuses what could make a route decision ambiguous, and decodes
  * percent-encoded unreserved characters. Refused: anything but an origin-form target, a raw `#`,
- * dot segments (raw or encoded), an encoded `/` or `\`, a raw `\`, a NUL or other control character.
+ * dot segments (raw or encoded, also with path parameters such as `..;x`, which servlet containers
+ * resolve as `..`), an encoded `/` or `\`, a raw `\`, a NUL or other control character.
  */
 export function normalizeRequestPath(requestTarget: string | undefined): PathResult {
   if (!requestTarget || requestTarget[0] !== '/') return { ok: false, reason: 'request target is not an absolute path' };
@@ -55,11 +56,15 @@ function hasControlCharacter(text: string): boolean {
   return false;
 }
 
+/** Path parameters (`;…`, raw or encoded): servlet containers drop them before resolving `..`. */
+const PATH_PARAMETERS = /(;|%3B).*$/;
+
 function hasDotSegment(path: string): boolean {
   // Every segment follows a `/` (the path starts with one), so a dot segment needs a `/.`.
   if (!path.includes('/.')) return false;
   for (const segment of path.split('/')) {
-    if (segment === '.' || segment === '..') return true;
+    const name = segment.replace(PATH_PARAMETERS, '');
+    if (name === '.' || name === '..') return true;
   }
   return false;
 }

@@ -63,6 +63,7 @@ t.test('requests through a running sidecar', async (t) => {
       ['/admin%23/public/', 401],
       ['/public/../admin', 400],
       ['/public/%2e%2e/admin', 400],
+      ['/public/..;/admin', 400],
       ['/public%2fadmin', 400],
       ['/public/..%2fadmin', 400],
       ['/public/%5c..%5cadmin', 400],
@@ -77,6 +78,10 @@ t.test('requests through a running sidecar', async (t) => {
     }
     const forwarded = await request(url('/admin'), { headers: { ...JSON_ACCEPT, 'x-original-url': '/public/x', 'x-forwarded-uri': '/public/x' } });
     t.equal(forwarded.status, 401, 'a forwarded header does not make a route public');
+    const rewriting = await request(url('/public/x'), { headers: { ...JSON_ACCEPT, 'x-original-url': '/admin', 'X-Rewrite-URL': '/admin' } });
+    t.equal(rewriting.status, 200);
+    t.notOk(lastPortalRequest().headers['x-original-url'], 'no header that makes IIS or a framework serve another path reaches the portal');
+    t.notOk(lastPortalRequest().headers['x-rewrite-url']);
   });
 
   t.test('a tampered, unknown or garbage cookie is a sign-in, never an error page', async (t) => {

@@ -10,6 +10,8 @@ t.test('unreserved percent-encodings are decoded, others kept, query ignored', a
     ['/a%20b', '/a%20b'],
     ['/a%23b', '/a%23b'],
     ['/a%3fb?q=/public/', '/a%3Fb'],
+    ['/public/app.js;jsessionid=1', '/public/app.js;jsessionid=1'],
+    ['/public/...;x/a', '/public/...;x/a'],
   ];
   for (const [input, expected] of cases) t.same(normalizeRequestPath(input), { ok: true, normalized: expected }, input);
 });
@@ -17,6 +19,7 @@ t.test('unreserved percent-encodings are decoded, others kept, query ignored', a
 t.test('ambiguous paths are refused before any route decision', async (t) => {
   const refused = [
     '/public/../admin', '/public/./x', '/public/%2e%2e/admin', '/public/%2E./admin', '/public/.%2e/admin', '/..',
+    '/public/..;/admin', '/public/..;jsessionid=x/admin', '/public/.;/x', '/public/..%3b/admin', '/public/%2e%2e%3B/admin',
     '/public%2fadmin', '/public%2Fadmin', '/public%5cadmin', '/public\\admin', '/a%00b', '/a%0ab', '/a%zz', '/a%',
     '/public#/admin', 'http://evil.example/public/', '*', '', '/a\tb',
   ];
