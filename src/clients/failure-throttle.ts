@@ -20,6 +20,12 @@ export class FailureThrottle {
     return entry !== undefined && entry.count >= this.options.limit;
   }
 
+  /** Takes back one failure: an attempt counted as failed before its outcome was known succeeded. */
+  forgive(key: string): void {
+    const entry = this.#current(key);
+    if (entry && entry.count > 0) entry.count--;
+  }
+
   recordFailure(key: string): void {
     const entry = this.#current(key);
     if (entry) {

@@ -114,12 +114,16 @@ export class TokenEndpoint {
       await sleep(this.#checkMs);
       return refuse(this.#invalidClient(clientRefusals.throttled, clientId));
     }
+    // Counted as a failure until it succeeds: parallel attempts cannot all pass the check above.
+    this.options.throttle.recordFailure(attempt);
     const started = performance.now();
     const secretMatches = await verifySecret(credentials.secret, hash ?? registry.decoySecretHash);
     const checkMs = performance.now() - started;
     this.#checkMs = this.#checkMs === 0 ? checkMs : this.#checkMs + CHECK_TIME_WEIGHT * (checkMs - this.#checkMs);
-    if (app && hash && secretMatches) return { ok: true, app };
-    this.options.throttle.recordFailure(attempt);
+    if (app && hash && secretMatches) {
+      this.options.throttle.forgive(attempt);
+      return { ok: true, app };
+    }
     const refusal = !app ? clientRefusals.unknownClient : !hash ? clientRefusals.grantType : clientRefusals.secret;
     return refuse(this.#invalidClient(refusal, clientId));
   }

@@ -26,6 +26,11 @@ t.test('the failure throttle counts per key within a window', async (t) => {
   throttle.recordFailure('1.1.1.1');
   t.ok(throttle.isThrottled('1.1.1.1'));
   t.notOk(throttle.isThrottled('2.2.2.2'), 'other keys are not affected');
+  throttle.forgive('1.1.1.1');
+  t.notOk(throttle.isThrottled('1.1.1.1'), 'a failure taken back');
+  throttle.forgive('3.3.3.3');
+  t.notOk(throttle.isThrottled('3.3.3.3'), 'nothing to take back: no effect');
+  throttle.recordFailure('1.1.1.1');
   now = 1000;
   t.notOk(throttle.isThrottled('1.1.1.1'), 'a new window starts afresh');
 });

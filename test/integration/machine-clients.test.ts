@@ -8,6 +8,7 @@ import { hashSecret } from '../../src/clients/index.js';
 import { certificateClaims, makeCertificate, signJwt, type JwtHeader } from '../support/applications.js';
 import { listen, stopServer } from '../support/free-port.js';
 import { request, type HttpAnswer } from '../support/http.js';
+import { scrape } from '../support/metrics.js';
 import { auditEvents, signIn, startStack, type Stack } from '../support/stack.js';
 
 const INVALID_CLIENT = {
@@ -345,6 +346,14 @@ t.test('failed client authentications are throttled per address and client id', 
   t.match(auditEvents(stack).at(-1), { event: 'api_auth_failed', code: 'throttled', clientId: 'job' });
   await attempt('x', 'other-job');
   t.match(auditEvents(stack).at(-1), { code: 'unknown_client' }, 'another client id from the same address is still checked');
+
+  // Counted by the metrics: past 20 a minute the audit log sums failures of a kind up.
+  const refusals = async (result: string) => (await scrape(stack.sidecar.metricsUrl)).value('oidc_sidecar_auth_events_total', { event: 'api_auth_failed', method: 'client-credentials', result });
+  const [checkedBefore, throttledBefore] = [await refusals('unknown_client'), await refusals('throttled')];
+  const answers = await Promise.all(Array.from({ length: 40 }, (_, i) => attempt(`parallel-${i}`, 'other-job')));
+  t.ok(answers.every((answer) => answer.status === 401));
+  t.equal((await refusals('unknown_client')) - checkedBefore, 19, 'sent all at once, still no more than the limit are checked (one was before)');
+  t.equal((await refusals('throttled')) - throttledBefore, 21);
 });
 
 t.test('behind a trusted proxy the client is named by X-Forwarded-For: in the audit log and in the throttle', async (t) => {
