@@ -55,6 +55,7 @@ export const clientRefusals = {
   grantType: refusal('grant_type', `${CLIENT}The application is not registered for client_credentials.`),
   secret: refusal('secret', `${CLIENT}The client secret does not match.`),
   throttled: refusal('throttled', `${CLIENT}Too many failed attempts from this address; not checked.`),
+  busy: refusal('busy', `${CLIENT}Too many client secret checks running and waiting; not checked.`),
 };
 
 const joseCodes: Record<string, string> = {

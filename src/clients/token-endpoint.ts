@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { MachineAuthenticator } from './authenticator.js';
 import type { FailureThrottle } from './failure-throttle.js';
+import { CheckLimit } from './check-limit.js';
 import { clientRefusals, type Refusal } from './reasons.js';
 import { clientCredentialsHash, type Application, type ApplicationRegistry } from './registry.js';
 import type { RevocationList } from './revocation.js';
@@ -42,6 +43,9 @@ type ClientAuthentication = { ok: true; app: Application } | { ok: false; answer
 const SINGLE_PARAMETERS = ['grant_type', 'scope', 'client_id', 'client_secret', 'token', 'token_type_hint'];
 /** Weight of the newest secret check in the running estimate of how long one takes. */
 const CHECK_TIME_WEIGHT = 0.1;
+/** Secret checks run at once (half of libuv's default pool of 4) and queued; past that: 503. */
+const MAX_RUNNING_SECRET_CHECKS = 2;
+const MAX_WAITING_SECRET_CHECKS = 64;
 
 /**
  * `POST /oauth2/token` (RFC 6749 §4.4, client credentials only) and `POST /oauth2/revoke` (RFC 7009),
@@ -50,6 +54,7 @@ const CHECK_TIME_WEIGHT = 0.1;
 export class TokenEndpoint {
   /** How long a secret check takes, a running estimate: a throttled attempt is answered no sooner. */
   #checkMs = 0;
+  readonly #secretChecks = new CheckLimit(MAX_RUNNING_SECRET_CHECKS, MAX_WAITING_SECRET_CHECKS);
 
   constructor(private readonly options: TokenEndpointOptions) {}
 
@@ -116,16 +121,26 @@ export class TokenEndpoint {
     }
     // Counted as a failure until it succeeds: parallel attempts cannot all pass the check above.
     this.options.throttle.recordFailure(attempt);
-    const started = performance.now();
-    const secretMatches = await verifySecret(credentials.secret, hash ?? registry.decoySecretHash);
-    const checkMs = performance.now() - started;
-    this.#checkMs = this.#checkMs === 0 ? checkMs : this.#checkMs + CHECK_TIME_WEIGHT * (checkMs - this.#checkMs);
+    const secretMatches = await this.#secretChecks.run(() => this.#checkSecret(credentials.secret, hash ?? registry.decoySecretHash));
+    if (secretMatches === 'busy') {
+      this.options.throttle.forgive(attempt);
+      return refuse(busyAnswer(clientId));
+    }
     if (app && hash && secretMatches) {
       this.options.throttle.forgive(attempt);
       return { ok: true, app };
     }
     const refusal = !app ? clientRefusals.unknownClient : !hash ? clientRefusals.grantType : clientRefusals.secret;
     return refuse(this.#invalidClient(refusal, clientId));
+  }
+
+  /** Checks a secret against its hash, keeping the running estimate of how long that takes. */
+  async #checkSecret(secret: string, hash: string): Promise<boolean> {
+    const started = performance.now();
+    const matches = await verifySecret(secret, hash);
+    const checkMs = performance.now() - started;
+    this.#checkMs = this.#checkMs === 0 ? checkMs : this.#checkMs + CHECK_TIME_WEIGHT * (checkMs - this.#checkMs);
+    return matches;
   }
 
   #invalidClient(refusal: Refusal, clientId?: string): OAuthAnswer {
@@ -135,6 +150,15 @@ export class TokenEndpoint {
       audit: { event: 'api_auth_failed', clientId, ...refusal },
     };
   }
+}
+
+/** Too many secret checks running and waiting: try again in a moment (not a verdict on the client). */
+function busyAnswer(clientId: string | undefined): OAuthAnswer {
+  return {
+    ...oauthError(503, 'temporarily_unavailable', 'Too many client authentications at once; try again in a moment.'),
+    headers: { 'retry-after': '1' },
+    audit: { event: 'api_auth_failed', clientId, ...clientRefusals.busy },
+  };
 }
 
 function refuse(answer: OAuthAnswer): ClientAuthentication {

@@ -356,6 +356,31 @@ t.test('failed client authentications are throttled per address and client id', 
   t.equal((await refusals('throttled')) - throttledBefore, 21);
 });
 
+t.test('too many client secret checks at once from many addresses: the surplus is answered 503 without a check', async (t) => {
+  const stack: Stack = await startStack({
+    config: { listen: { trustedProxies: ['127.0.0.1'] }, applications: [{ clientId: 'job', grantTypes: ['client_credentials'], clientSecretHash: await hashSecret('right'), routes: ['^/api/'] }] },
+  });
+  t.teardown(() => stack.stop());
+  const attempt = (from: string) =>
+    request(stack.sidecar.url + '/oauth2/token', {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-forwarded-for': from },
+      body: new URLSearchParams({ grant_type: 'client_credentials', client_id: 'job', client_secret: 'wrong' }).toString(),
+    });
+  const answers = await Promise.all(Array.from({ length: 150 }, (_, i) => attempt(`198.51.100.${i}`)));
+  const busy = answers.filter((answer) => answer.status === 503);
+  t.ok(busy.length > 0, `${busy.length} of 150 answered 503 (two checks run at once, 64 wait)`);
+  t.equal(busy.length + answers.filter((answer) => answer.status === 401).length, 150, 'every other one is refused after its check');
+  t.match(JSON.parse(busy[0]!.body), { error: 'temporarily_unavailable' });
+  t.equal(busy[0]!.headers['retry-after'], '1');
+  const right = await request(stack.sidecar.url + '/oauth2/token', {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-forwarded-for': '198.51.100.1' },
+    body: new URLSearchParams({ grant_type: 'client_credentials', client_id: 'job', client_secret: 'right' }).toString(),
+  });
+  t.equal(right.status, 200, 'once the rush is over the right secret works, and a busy answer counted as no failure');
+});
+
 t.test('behind a trusted proxy the client is named by X-Forwarded-For: in the audit log and in the throttle', async (t) => {
   const stack: Stack = await startStack({
     config: {
