@@ -38,6 +38,12 @@ const EXIT_FAILURE = 1;
 const EXIT_USAGE = 2;
 const DEFAULT_COMMAND = 'start';
 const SHUTDOWN_SIGNALS = ['SIGTERM', 'SIGINT'] as const;
+/**
+ * On SIGTERM: `/readyz` answers 503 while requests are still served for a while (Kubernetes and the
+ * ingress take the pod out meanwhile), then the requests in flight get a while to finish — together
+ * within the default 30 s termination grace period.
+ */
+const SHUTDOWN = { drainMs: 5000, finishMs: 20_000 };
 
 const HELP_OPTION = { help: { type: 'boolean', short: 'h' } } as const;
 const CONFIG_OPTION = { config: { type: 'string', short: 'c' } } as const;
@@ -157,12 +163,20 @@ async function start(args: ParsedArgs, io: CliIo): Promise<number> {
   const { config, warnings } = loaded;
   const logger = createLogger(config.log.level, io.stdout);
   for (const warning of warnings) logger.warn(warning);
+  // A signal while starting (provider discovery may take seconds) ends the process at once.
+  const exitWhileStarting = (signal: NodeJS.Signals) => {
+    logger.info({ signal }, 'signal while starting: exiting');
+    process.exit(EXIT_FAILURE);
+  };
+  for (const name of SHUTDOWN_SIGNALS) process.once(name, exitWhileStarting);
   let sidecar: RunningSidecar;
   try {
     sidecar = await startSidecar(config, { logger, configFile: configFileOf(args, io), env: io.env });
   } catch (error) {
     logger.fatal({ err: error }, 'oidc-sidecar could not start');
     return EXIT_FAILURE;
+  } finally {
+    for (const name of SHUTDOWN_SIGNALS) process.off(name, exitWhileStarting);
   }
   return closeOnSignal(sidecar, logger);
 }
@@ -170,14 +184,14 @@ async function start(args: ParsedArgs, io: CliIo): Promise<number> {
 /** Waits for SIGTERM or SIGINT, then closes gracefully; a second signal exits at once. */
 async function closeOnSignal(sidecar: RunningSidecar, logger: Logger): Promise<number> {
   const signal = await nextSignal();
-  logger.info({ signal }, 'closing: finishing the requests in flight (a second signal exits at once)');
+  logger.info({ signal, ...SHUTDOWN }, 'closing: not ready, still serving for drainMs, then finishing the requests in flight (a second signal exits at once)');
   const exitNow = (second: NodeJS.Signals) => {
     logger.warn({ signal: second }, 'second signal: exiting without waiting');
     process.exit(EXIT_FAILURE);
   };
   for (const name of SHUTDOWN_SIGNALS) process.once(name, exitNow);
   try {
-    await sidecar.close();
+    await sidecar.close(SHUTDOWN);
     logger.info('closed');
     return EXIT_OK;
   } catch (error) {

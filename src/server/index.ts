@@ -1,4 +1,5 @@
 import http from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { AddressInfo } from 'node:net';
 import { AuditStream, createAuditLog } from '../audit/index.js';
 import { MachineClients } from '../clients/index.js';
@@ -29,8 +30,18 @@ export interface RunningSidecar {
   url: string;
   /** Base URL of the metrics port as bound. */
   metricsUrl: string;
-  /** Stops accepting requests, closes the servers, the store and the proxy agent. */
-  close(): Promise<void>;
+  /**
+   * Shuts down gracefully: `/readyz` answers 503 at once while requests are still served for
+   * `drainMs` (load balancers take the replica out meanwhile), then the main port stops accepting
+   * and the requests in flight get up to `finishMs` to end, then the metrics port, the proxy agent
+   * and the store are closed. Defaults: no drain, 5 s to finish (tests); the CLI waits longer.
+   */
+  close(options?: CloseOptions): Promise<void>;
+}
+
+export interface CloseOptions {
+  drainMs?: number;
+  finishMs?: number;
 }
 
 export interface StartOptions {
@@ -42,6 +53,9 @@ export interface StartOptions {
   /** The environment that configuration was read with. Default `process.env`. */
   env?: NodeJS.ProcessEnv;
 }
+
+/** How long requests in flight may take to finish when the sidecar closes, unless told otherwise. */
+const DEFAULT_FINISH_MS = 5000;
 
 /** Client request headers above this size are answered 431 by Node before any of our code runs. */
 const MAX_HEADER_BYTES = 16 * 1024;
@@ -62,6 +76,7 @@ export async function startSidecar(config: Config, options: StartOptions = {}): 
   const closeAll = async () => {
     for (const close of closers.splice(0)) await close();
   };
+  let draining = false;
   try {
     const onIdpRequest = (endpoint: IdpEndpoint, seconds: number) => metrics.idpRequest(endpoint, seconds);
     const machineClients = await MachineClients.start({ config, logger, store, clock, configFile: options.configFile, env: options.env, onIdpRequest });
@@ -72,14 +87,21 @@ export async function startSidecar(config: Config, options: StartOptions = {}): 
     const services = buildServices(config, logger, store, transactions, provider, clock, metrics, auditStream, machineClients);
     closers.unshift(() => services.audit.close());
     closers.unshift(() => services.upstream.close());
+    const metricsServer = createMetricsServer(store, provider, () => metrics.exposition(), () => draining);
+    await listen(metricsServer, config.metrics.port, config.metrics.host);
+    closers.unshift(() => closeServer(metricsServer, 0));
     const main = createMainServer(services);
     await listen(main, config.listen.port, config.listen.host);
-    closers.unshift(() => closeServer(main));
-    const metricsServer = createMetricsServer(store, provider, () => metrics.exposition());
-    await listen(metricsServer, config.metrics.port, config.metrics.host);
-    closers.unshift(() => closeServer(metricsServer));
+    let finishMs = DEFAULT_FINISH_MS;
+    closers.unshift(() => closeServer(main, finishMs));
     logger.info({ url: baseUrl(main), metricsUrl: baseUrl(metricsServer), upstream: config.upstream.url, store: config.session.store }, 'oidc-sidecar started');
-    return { url: baseUrl(main), metricsUrl: baseUrl(metricsServer), close: closeAll };
+    const close = async ({ drainMs = 0, finishMs: finishWithin = DEFAULT_FINISH_MS }: CloseOptions = {}) => {
+      draining = true;
+      finishMs = finishWithin;
+      if (drainMs > 0) await sleep(drainMs);
+      await closeAll();
+    };
+    return { url: baseUrl(main), metricsUrl: baseUrl(metricsServer), close };
   } catch (error) {
     await closeAll();
     throw error;
@@ -186,10 +208,10 @@ function baseUrl(server: http.Server): string {
   return `http://${host}:${port}`;
 }
 
-/** Lets requests in flight finish for a short while, then closes what is left (e.g. WebSockets). */
-function closeServer(server: http.Server): Promise<void> {
+/** Lets requests in flight finish for up to `finishMs`, then closes what is left (e.g. WebSockets). */
+function closeServer(server: http.Server, finishMs: number): Promise<void> {
   return new Promise((resolve) => {
-    const force = setTimeout(() => server.closeAllConnections(), 5000).unref();
+    const force = setTimeout(() => server.closeAllConnections(), finishMs).unref();
     server.close(() => {
       clearTimeout(force);
       resolve();

@@ -6,14 +6,22 @@ const READINESS_TIMEOUT_MS = 2000;
 
 /**
  * The metrics port: `/healthz` (the process is alive), `/readyz` (session store reachable and provider
- * metadata loaded, else 503) and `/metrics`.
+ * metadata loaded, and not shutting down; else 503) and `/metrics`.
  */
-export function createMetricsServer(store: KeyValueStore, provider: OidcProvider, metrics: () => Promise<{ contentType: string; body: string }>): http.Server {
+export function createMetricsServer(
+  store: KeyValueStore,
+  provider: OidcProvider,
+  metrics: () => Promise<{ contentType: string; body: string }>,
+  shuttingDown: () => boolean,
+): http.Server {
   return http.createServer((req, res) => {
     const path = req.url?.split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'text/plain', 'method not allowed\n');
     if (path === '/healthz') return send(res, 200, 'text/plain', 'ok\n');
-    if (path === '/readyz') return void readiness(store, provider).then(({ ready, checks }) => send(res, ready ? 200 : 503, 'application/json', JSON.stringify(checks)));
+    if (path === '/readyz') {
+      if (shuttingDown()) return send(res, 503, 'application/json', JSON.stringify({ shuttingDown: 'yes' }));
+      return void readiness(store, provider).then(({ ready, checks }) => send(res, ready ? 200 : 503, 'application/json', JSON.stringify(checks)));
+    }
     if (path === '/metrics') {
       return void metrics().then(
         ({ contentType, body }) => send(res, 200, contentType, body),

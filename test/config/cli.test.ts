@@ -104,7 +104,7 @@ t.test('start refuses a bad configuration before starting anything', async (t) =
   t.match(io.stderr.text, /^configuration error:\n {2}provider\.clientSecret: is required/);
 });
 
-t.test('start (the default command) serves until SIGTERM, then closes gracefully', async (t) => {
+t.test('start (the default command) serves until SIGTERM, then drains and closes gracefully', async (t) => {
   const portal = await startPortal();
   t.teardown(() => portal.stop());
   const port = await freePort();
@@ -126,9 +126,17 @@ t.test('start (the default command) serves until SIGTERM, then closes gracefully
   await until(() => output.includes('oidc-sidecar started'));
   const answer = await request(`${publicUrl}/page`, { headers: { accept: 'application/json' } });
   t.equal(answer.status, 401, 'it serves');
+  const { metricsUrl } = JSON.parse(output.split('\n').find((line) => line.includes('oidc-sidecar started'))!) as { metricsUrl: string };
+  t.equal((await request(`${metricsUrl}/readyz`)).status, 200);
   child.kill('SIGTERM');
+  await until(() => output.includes('closing: not ready'));
+  const readiness = await request(`${metricsUrl}/readyz`);
+  t.equal(readiness.status, 503, 'at once not ready …');
+  t.same(JSON.parse(readiness.body), { shuttingDown: 'yes' });
+  t.equal((await request(`${publicUrl}/page`, { headers: { accept: 'application/json' } })).status, 401, '… while still serving, so that no request is refused while the pod is taken out');
   const [code] = await exited;
   t.equal(code, 0);
+  await t.rejects(request(`${publicUrl}/page`), /ECONNREFUSED/, 'then closed');
   const lines = output.trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
   t.match(lines[0], { level: 40, msg: /^session\.idleTimeoutMinutes is 90/ });
   t.match(output, /"msg":"closed"/);
