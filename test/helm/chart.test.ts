@@ -793,6 +793,16 @@ t.test('values that cannot work fail to render with an explanation', async (t) =
       /execution error at \(oidc-sidecar\/templates\/[^)]+\): config\.session\.store is "memory" \(the default\), which keeps sessions inside one pod, but replicaCount is 3: .*Set config\.session\.store: redis/,
     ],
     ['autoscaling with sessions in memory', ['sidecar', { autoscaling: { enabled: true } }], /config\.session\.store is "memory".* but autoscaling is enabled/],
+    [
+      'autoscaling in mode sidecar without the portal requesting CPU',
+      ['sidecar', { autoscaling: { enabled: true }, config: { session: { store: 'redis' }, redis: { url: 'redis://redis:6379' } } }],
+      /autoscaling on cpu in mode sidecar needs portal\.resources\.requests\.cpu: Kubernetes computes a pod's utilization only when every container of it requests the resource/,
+    ],
+    [
+      'autoscaling on memory in mode sidecar without the portal requesting memory',
+      ['sidecar', { autoscaling: { enabled: true, targetMemoryUtilizationPercentage: 80 }, portal: { resources: { requests: { cpu: '500m' } } }, config: { session: { store: 'redis' }, redis: { url: 'redis://redis:6379' } } }],
+      /autoscaling on memory in mode sidecar needs portal\.resources\.requests\.memory/,
+    ],
     ['mode standalone without upstream.url', ['standalone', { config: { upstream: null } }], /config\.upstream\.url is required in mode standalone: the URL of the portal's Service/],
     ['mode standalone with a loopback upstream', ['standalone', { config: { upstream: { url: 'http://127.0.0.1:8080' } } }], /a loopback address, but in mode standalone the portal is not in the sidecar's pod/],
     ['mode sidecar without the portal image', ['sidecar', { portal: { image: { repository: '' } } }], /portal\.image\.repository is required in mode sidecar/],

@@ -194,6 +194,14 @@ The checks no JSON schema can express; each failure explains itself.
 {{- if and .Values.autoscaling.enabled (not (or (index .Values.autoscaling "targetCPUUtilizationPercentage") (index .Values.autoscaling "targetMemoryUtilizationPercentage"))) }}
 {{- fail "autoscaling.enabled needs autoscaling.targetCPUUtilizationPercentage or autoscaling.targetMemoryUtilizationPercentage" }}
 {{- end }}
+{{- if and .Values.autoscaling.enabled (eq .Values.mode "sidecar") }}
+{{- $requests := (.Values.portal.resources | default dict).requests | default dict }}
+{{- range $resource, $target := dict "cpu" (index .Values.autoscaling "targetCPUUtilizationPercentage") "memory" (index .Values.autoscaling "targetMemoryUtilizationPercentage") }}
+{{- if and $target (not (index $requests $resource)) }}
+{{- fail (printf "autoscaling on %s in mode sidecar needs portal.resources.requests.%s: Kubernetes computes a pod's utilization only when every container of it requests the resource, so the autoscaler would never scale" $resource $resource) }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- if and .Values.podDisruptionBudget.enabled (not (kindIs "invalid" (index .Values.podDisruptionBudget "minAvailable"))) (not (kindIs "invalid" (index .Values.podDisruptionBudget "maxUnavailable"))) }}
 {{- fail "podDisruptionBudget: set either minAvailable or maxUnavailable, not both (set the other to null)" }}
 {{- end }}
