@@ -104,8 +104,19 @@ export class OidcProvider {
   }
 
   /** Uses a refresh token; keeps the previous claims when the provider sends no new ID token. */
+  /**
+   * Renews tokens with a refresh token. Throws the provider's refusal as it is (the session ends),
+   * but an outage — unreachable, too slow, a 5xx — as `ProviderUnavailableError` (answered 503, the
+   * session kept and refreshed on a later request).
+   */
   async refresh(refreshToken: string, previousClaims: Claims): Promise<TokenSet> {
-    const response = await client.refreshTokenGrant(this.#ready(), refreshToken);
+    let response: TokenResponse;
+    try {
+      response = await client.refreshTokenGrant(this.#ready(), refreshToken);
+    } catch (error) {
+      if (isOutage(error)) throw new ProviderUnavailableError('the identity provider could not renew the tokens: it is unreachable or failing', { cause: error });
+      throw error;
+    }
     const tokens = await this.#resolveGroupOverage(toTokenSet(response, previousClaims, this.clock()), previousClaims.groups);
     return { ...tokens, refreshToken: tokens.refreshToken ?? refreshToken };
   }
@@ -305,9 +316,17 @@ function userClaims(idToken: client.IDToken): Claims {
 }
 
 export class ProviderUnavailableError extends Error {
-  constructor() {
-    super('the identity provider metadata is not loaded yet');
+  constructor(message = 'the identity provider metadata is not loaded yet', options?: ErrorOptions) {
+    super(message, options);
   }
+}
+
+/** The provider could not be reached or failed (network, time-out, 5xx), rather than refusing. */
+function isOutage(error: unknown): boolean {
+  if (error instanceof TypeError) return true; // fetch failed: refused, reset, DNS
+  if (error instanceof Error && (error.name === 'TimeoutError' || error.name === 'AbortError')) return true;
+  const status = error instanceof client.ResponseBodyError ? error.status : error instanceof Error && error.cause instanceof Response ? error.cause.status : undefined;
+  return status !== undefined && status >= 500;
 }
 
 /** A log-safe description of an error: its name, code and message, never a response body. */

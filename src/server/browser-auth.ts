@@ -68,8 +68,9 @@ async function renewTokens(services: Services, req: IncomingMessage, cookie: str
     try {
       refreshed = await services.signIn.refresh(session);
     } catch (error) {
-      // Only the provider refusing (or failing) the refresh ends the session; a store or
-      // provider outage propagates instead and is answered 503, the session kept.
+      // The provider refusing the refresh (or the authorization rules refusing its claims) ends
+      // the session; a store or provider outage (unreachable, too slow, a 5xx) propagates instead
+      // and is answered 503, the session kept for a later try.
       if (error instanceof ProviderUnavailableError) throw error;
       await endAfterFailedRefresh(services, handle, auditFields, error);
       return 'ended';

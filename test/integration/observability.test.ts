@@ -7,6 +7,7 @@ import { main, type CliIo } from '../../src/cli.js';
 import { CookieJar, cancelSignInWithoutBrowser, signInWithoutBrowser, signOutWithoutBrowser } from '../support/browserless.js';
 import { request, type HttpAnswer } from '../support/http.js';
 import { DEMO_USERS } from '../support/idp.js';
+import { startIdpRelay, type IdpRelay } from '../support/idp-relay.js';
 import { scrape, type Scrape } from '../support/metrics.js';
 import { startRedis } from '../support/redis.js';
 import { auditEvents, CLIENT_ID, CLIENT_SECRET, NAVIGATION, signIn, startStack, type Stack } from '../support/stack.js';
@@ -60,19 +61,25 @@ t.test('metrics, the audit log and its stream follow sign-ins, failures, refresh
   t.teardown(() => redis.stop());
   let offset = 0;
   const clock = () => Date.now() + offset;
+  let tokenRelay: IdpRelay | undefined;
   const stack = await startStack({
     clock,
     backchannelLogout: true,
     idp: { accessTokenTtlSeconds: 600 },
-    config: {
-      session: { store: 'redis' },
-      redis: { url: redis.url },
-      upstream: { timeoutSeconds: 0.5 },
-      routes: { public: ['^/public/'] },
-      identity: { passAccessToken: true, passIdToken: true },
-      log: { access: true },
+    config: async (idp) => {
+      tokenRelay = await startIdpRelay(idp.issuer);
+      return {
+        provider: { tokenEndpoint: `${tokenRelay.url}/token` },
+        session: { store: 'redis' },
+        redis: { url: redis.url },
+        upstream: { timeoutSeconds: 0.5 },
+        routes: { public: ['^/public/'] },
+        identity: { passAccessToken: true, passIdToken: true },
+        log: { access: true },
+      };
     },
   });
+  t.teardown(() => tokenRelay!.stop());
   t.teardown(() => stack.stop());
   const startedAt = new Date();
   /** Every credential the test sees: none may appear in a log line, the stream or the command's output. */
@@ -213,11 +220,11 @@ t.test('metrics, the audit log and its stream follow sign-ins, failures, refresh
     ]);
   });
 
-  await t.test('a refresh the provider cannot answer ends the session', async (t) => {
+  await t.test('a refresh the provider refuses ends the session', async (t) => {
     const expiring = (await signIn(stack)).cookieHeader;
     keepCookie(expiring);
     offset += 11 * MINUTE;
-    await stack.idp.stop();
+    tokenRelay!.outage = 'invalid_grant';
     await expectMoves(t, stack, async () => t.equal((await get('/echo', { cookie: alice })).status, 401), [
       [m('token_refresh_total'), { result: 'failure' }, 1],
       [m('auth_events_total'), { event: 'refresh_failed', method: 'session', result: 'failure' }, 1],

@@ -1,25 +1,10 @@
-import http from 'node:http';
-import httpProxy from 'http-proxy';
 import t from 'tap';
-import { listen } from '../support/free-port.js';
 import { request } from '../support/http.js';
-import { signIn, startStack } from '../support/stack.js';
-
-/** A pass-through in front of the IdP that records which paths went through it. */
-async function startRelay(target: string): Promise<{ url: string; paths: string[]; stop(): void }> {
-  const proxy = httpProxy.createProxyServer({ target, agent: new http.Agent({ keepAlive: true }) });
-  proxy.on('error', (_error, _req, res) => (res as http.ServerResponse).writeHead(502).end());
-  const paths: string[] = [];
-  const server = http.createServer((req, res) => {
-    paths.push(req.url!.split('?')[0]!);
-    proxy.web(req, res);
-  });
-  const port = await listen(server, 0, '127.0.0.1');
-  return { url: `http://127.0.0.1:${port}`, paths, stop: () => server.close() };
-}
+import { startIdpRelay as startRelay, type IdpRelay as Relay } from '../support/idp-relay.js';
+import { auditEvents, signIn, startStack } from '../support/stack.js';
 
 t.test('provider.authorizationEndpoint and provider.tokenEndpoint override discovery', async (t) => {
-  let relay: Awaited<ReturnType<typeof startRelay>> | undefined;
+  let relay: Relay | undefined;
   const stack = await startStack({
     config: async (idp) => {
       relay = await startRelay(idp.issuer);
@@ -48,4 +33,35 @@ t.test('cookie type: "persistent" outlives the browser, "session" does not', asy
     t.match(setCookie, expected, type);
     t.match(setCookie, /; HttpOnly; SameSite=Lax/, type);
   }
+});
+
+t.test('an outage of the token endpoint during a refresh is answered 503 and keeps the session', async (t) => {
+  let offset = 0;
+  let relay: Relay | undefined;
+  const stack = await startStack({
+    clock: () => Date.now() + offset,
+    idp: { accessTokenTtlSeconds: 600 },
+    config: async (idp) => {
+      relay = await startRelay(idp.issuer);
+      return { provider: { tokenEndpoint: `${relay.url}/token` } };
+    },
+  });
+  t.teardown(async () => {
+    await stack.stop();
+    relay!.stop();
+  });
+  const { cookieHeader } = await signIn(stack);
+  const page = () => request(stack.sidecar.url + '/echo', { headers: { accept: 'application/json', cookie: cookieHeader } });
+  offset += 11 * 60_000;
+  for (const outage of ['503', 'drop'] as const) {
+    relay!.outage = outage;
+    const answer = await page();
+    t.equal(answer.status, 503, `the provider ${outage === '503' ? 'answering 503' : 'dropping the connection'}: try again soon`);
+    t.match(JSON.parse(answer.body), { error: 'temporarily_unavailable' });
+    t.equal(answer.headers['retry-after'], '5');
+  }
+  t.notOk(auditEvents(stack).some((event) => event.event === 'refresh_failed'), 'no session was ended');
+  relay!.outage = undefined;
+  t.equal((await page()).status, 200, 'the provider back: the same session is refreshed and used');
+  t.match(auditEvents(stack).at(-1), { event: 'token_refreshed', user: 'alice' });
 });
