@@ -4,9 +4,10 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { stringify as toYaml } from 'yaml';
 import { AUDIT_OPTIONS, AUDIT_SUMMARY, AUDIT_USAGE, runAuditCommand } from './audit/index.js';
-import { hashSecret, readSecretLine, type SecretInput } from './clients/index.js';
-import { ConfigError, formatConfigProblems, loadConfig, redactConfig, type LoadedConfig } from './config/index.js';
+import { ApplicationRegistry, ApplicationsError, hashSecret, readSecretLine, TokenIssuer, type SecretInput } from './clients/index.js';
+import { ConfigError, formatConfigProblems, loadConfig, redactConfig, type Config, type LoadedConfig } from './config/index.js';
 import { createLogger, type Logger } from './log/index.js';
+import { providerClientAuth } from './oidc/provider.js';
 import { startSidecar, type RunningSidecar } from './server/index.js';
 import { runSessionsCommand, SESSIONS_OPTIONS, SESSIONS_SUMMARY, SESSIONS_USAGE } from './session/index.js';
 
@@ -131,9 +132,30 @@ async function loadConfigOrReport(args: ParsedArgs, io: CliIo): Promise<LoadedCo
 async function checkConfig(args: ParsedArgs, io: CliIo): Promise<number> {
   const loaded = await loadConfigOrReport(args, io);
   if (!loaded) return EXIT_FAILURE;
+  const problems = await fileProblems(loaded.config);
+  if (problems.length > 0) {
+    io.stderr.write(formatConfigProblems(problems));
+    return EXIT_FAILURE;
+  }
   for (const warning of loaded.warnings) io.stderr.write(`warning: ${warning}\n`);
   io.stdout.write(toYaml(redactConfig(loaded.config)));
   return EXIT_OK;
+}
+
+/**
+ * Reads every key and certificate file the configuration names, as `start` would (the provider's
+ * `private_key_jwt` key and certificate, `clients.signingKeyFile`, the applications' files): one
+ * line per unusable file, naming its key.
+ */
+async function fileProblems(config: Config): Promise<string[]> {
+  const problemOf = (error: unknown) => (error instanceof ApplicationsError ? error.problems : [error instanceof Error ? error.message : String(error)]);
+  const checks = [
+    providerClientAuth(config.provider),
+    config.clients.signingKeyFile === undefined ? undefined : TokenIssuer.create({ keyFile: config.clients.signingKeyFile, issuer: config.publicUrl, ttlSeconds: 1, clock: Date.now }),
+    ApplicationRegistry.load(config.applications),
+  ];
+  const outcomes = await Promise.allSettled(checks);
+  return outcomes.flatMap((outcome) => (outcome.status === 'rejected' ? problemOf(outcome.reason) : []));
 }
 
 /** Reads one line (not echoed on a terminal) and prints its `scrypt$…` hash for `clientSecretHash`. */

@@ -5,4 +5,6 @@ export { CERTIFICATE_TOKEN_HEADER, CERTIFICATE_TOKEN_AUDIENCE } from './certific
 export { INVALID_CLIENT_DESCRIPTION, type ClientRequest, type OAuthAnswer } from './token-endpoint.js';
 export type { Refusal } from './reasons.js';
 export { hashSecret, verifySecret } from './secret-hash.js';
+export { ApplicationRegistry, ApplicationsError } from './registry.js';
+export { TokenIssuer } from './token-issuer.js';
 export { readSecretLine, type SecretInput } from './secret-input.js';

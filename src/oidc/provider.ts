@@ -64,7 +64,7 @@ export class OidcProvider {
    * then starts discovery; resolves once the first attempt is over, whatever its outcome.
    */
   async start(): Promise<void> {
-    await this.#discover(await this.#clientAuthentication(), 0);
+    await this.#discover(await providerClientAuth(this.config.provider), 0);
   }
 
   isReady(): boolean {
@@ -202,16 +202,20 @@ export class OidcProvider {
     return configuration;
   }
 
-  async #clientAuthentication(): Promise<client.ClientAuth> {
-    const { provider } = this.config;
-    switch (provider.clientAuth) {
-      case 'client_secret_post':
-        return client.ClientSecretPost(provider.clientSecret);
-      case 'private_key_jwt':
-        return privateKeyJwt(provider.privateKeyFile!, provider.certificateFile);
-      default:
-        return client.ClientSecretBasic(provider.clientSecret);
-    }
+}
+
+/**
+ * The sidecar's own authentication at the provider's token endpoint; for `private_key_jwt` its key
+ * and certificate files are read, and an unusable one throws a line naming its key.
+ */
+export async function providerClientAuth(provider: Config['provider']): Promise<client.ClientAuth> {
+  switch (provider.clientAuth) {
+    case 'client_secret_post':
+      return client.ClientSecretPost(provider.clientSecret);
+    case 'private_key_jwt':
+      return privateKeyJwt(provider.privateKeyFile!, provider.certificateFile);
+    default:
+      return client.ClientSecretBasic(provider.clientSecret);
   }
 }
 

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -56,6 +57,27 @@ t.test('check-config prints the effective configuration with every secret redact
   });
   t.match(io.stderr.text, /^warning: session\.idleTimeoutMinutes is 90/m);
   for (const secret of [CLIENT_SECRET, SESSION_SECRET]) t.notOk((io.stdout.text + io.stderr.text).includes(secret), 'no secret printed');
+});
+
+t.test('check-config reads every key and certificate file the configuration names, as start would', async (t) => {
+  const dir = t.testdir({ 'not-a-key.pem': 'not a key\n' });
+  const io = testIo({ OIDC_SIDECAR_SESSION__SECRET: SESSION_SECRET });
+  const file = join(dir, 'sidecar.yaml');
+  writeFileSync(
+    file,
+    toYaml({
+      ...VALID_CONFIG,
+      provider: { ...VALID_CONFIG.provider, clientAuth: 'private_key_jwt', privateKeyFile: join(dir, 'not-a-key.pem') },
+      clients: { signingKeyFile: join(dir, 'missing-signing-key.pem') },
+      applications: [{ clientId: 'reporting-job', grantTypes: ['client_certificate'], certificateFile: join(dir, 'missing.cer'), routes: ['^/odata/'] }],
+    }),
+  );
+  t.equal(await main(['check-config', '--config', file], io), 1, 'what start would refuse, check-config refuses');
+  t.equal(io.stdout.text, '');
+  const lines = io.stderr.text.trim().split('\n');
+  t.equal(lines[0], 'configuration error:');
+  t.match(lines.slice(1), [/^ {2}provider\.privateKeyFile: ".*not-a-key\.pem" holds no PEM private key$/, /^ {2}clients\.signingKeyFile: cannot read ".*missing-signing-key\.pem" \(ENOENT\)$/, /^ {2}applications\[0\]\.certificateFile: .*missing\.cer/]);
+  t.equal(lines.length, 4);
 });
 
 t.test('check-config finds the file through OIDC_SIDECAR_CONFIG and accepts -c', async (t) => {
