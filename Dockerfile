@@ -16,9 +16,11 @@
 ARG NODE_IMAGE=node:24-bookworm-slim
 ARG RUNTIME_IMAGE=debian:bookworm-slim
 
-# The JavaScript stages run on the build machine's platform (no emulation in multi-arch builds): their output
-# is platform-independent, since no production dependency has native code or an install script (the image
-# test checks the lockfile for that). Only the node binary comes from the target platform's image.
+# The JavaScript stages run on the build machine's platform (no emulation for them in multi-arch builds):
+# their output is platform-independent, since no production dependency has native code or an install script
+# (the image test checks the lockfile for that). Only the node binary comes from the target platform's
+# image; the runtime stage's one RUN step (user, folders) runs on the target platform, so building for
+# another architecture needs QEMU (binfmt), as `docker buildx` sets up.
 
 # ---- production dependencies: what the runtime stage ships as node_modules ----------------------------
 FROM --platform=$BUILDPLATFORM ${NODE_IMAGE} AS deps
@@ -79,8 +81,10 @@ USER 65532:65532
 # 4180: browsers and API clients. 9464: /metrics, /healthz, /readyz.
 EXPOSE 4180 9464
 
+# The metrics port from OIDC_SIDECAR_METRICS__PORT when set (a port changed in the configuration file only
+# is not seen here; Kubernetes ignores HEALTHCHECK and uses the chart's probes).
 HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:9464/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+  CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.OIDC_SIDECAR_METRICS__PORT || 9464) + '/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["node", "/app/dist/cli.js"]

@@ -208,7 +208,7 @@ t.test('environment, ports, entrypoint and health check', async (t) => {
   t.equal(`/app/${pkg.bin['oidc-sidecar']}`, '/app/dist/cli.js', 'the entrypoint is the package bin');
   t.notOk(all(runtime, 'CMD').length, 'no CMD: arguments go to the sidecar');
   t.equal(all(runtime, 'WORKDIR').at(-1)?.args, '/app');
-  t.match(all(runtime, 'HEALTHCHECK').at(-1)?.args ?? '', /127\.0\.0\.1:9464\/healthz/, 'HEALTHCHECK on /healthz');
+  t.match(all(runtime, 'HEALTHCHECK').at(-1)?.args ?? '', /127\.0\.0\.1:' \+ \(process\.env\.OIDC_SIDECAR_METRICS__PORT \|\| 9464\) \+ '\/healthz/, 'HEALTHCHECK on /healthz, on the metrics port');
 });
 
 t.test('.dockerignore keeps the build context to what the Dockerfile copies', async (t) => {
