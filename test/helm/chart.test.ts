@@ -583,6 +583,16 @@ t.test('mode standalone: the sidecar alone, upstream = the portal Service (throu
   t.same(config.redis, { keyPrefix: 'portal:', passwordFile: '/etc/oidc-sidecar/secrets/redis-password', url: 'redis://redis-master.redis.svc.cluster.local:6379' });
 });
 
+t.test('several replicas are spread over nodes unless the values say how', async (t) => {
+  const spreadOf = async (...sources: ValuesSource[]) => (find<Deployment>(await render(...sources), 'Deployment').spec.template.spec as unknown as Mapping).topologySpreadConstraints;
+  t.match(await spreadOf('standalone'), [
+    { maxSkew: 1, topologyKey: 'kubernetes.io/hostname', whenUnsatisfiable: 'ScheduleAnyway', labelSelector: { matchLabels: { 'app.kubernetes.io/name': 'oidc-sidecar', 'app.kubernetes.io/instance': RELEASE } } },
+  ]);
+  t.equal(await spreadOf('sidecar'), undefined, 'one replica: none');
+  const own = [{ maxSkew: 1, topologyKey: 'topology.kubernetes.io/zone', whenUnsatisfiable: 'DoNotSchedule', labelSelector: { matchLabels: { app: 'x' } } }];
+  t.same(await spreadOf('standalone', { topologySpreadConstraints: own }), own, 'values given: used as they are');
+});
+
 t.test('the sidecar container is locked down: non-root, read-only root, no capabilities, seccomp', async (t) => {
   for (const file of VALUES_FILES) {
     const deployment = find<Deployment>(await render(file), 'Deployment');
