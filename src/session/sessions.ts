@@ -173,8 +173,9 @@ export class SessionManager {
   }
 
   /**
-   * Saves a changed session (renewed tokens; `user`, `subject` and `sid` stay the same) and restarts
-   * its idle time-out. False when the session ended meanwhile: it stays ended.
+   * Saves a changed session (renewed tokens and claims; `user`, `subject` and `sid` stay the same)
+   * and restarts its idle time-out; a changed e-mail address moves its index entry. False when the
+   * session ended meanwhile: it stays ended.
    */
   async update(handle: SessionHandle, session: Session): Promise<boolean> {
     const state = stateOf(handle);
@@ -186,6 +187,7 @@ export class SessionManager {
     }
     const sealed = this.#seal(state.ticket, session);
     if (!(await this.#store.replace(state.storeKey, sealed, ttlMs))) return false;
+    await this.#reindex(state.storeKey, state.session, session, ttlMs);
     state.session = session;
     state.sealed = sealed;
     setBounded(this.#extendedAt, state.storeKey, now, this.#cacheSize);
@@ -298,6 +300,16 @@ export class SessionManager {
         await this.#store.addToSet(indexKey, storeKey, ttlMs);
       }),
     );
+  }
+
+  /** Moves a session's index entries when the names it is found by changed (a new e-mail address). */
+  async #reindex(storeKey: string, before: Session, after: Session, ttlMs: number): Promise<void> {
+    const previous = this.#indexKeys(before);
+    const current = this.#indexKeys(after);
+    await Promise.all([
+      ...current.filter((indexKey) => !previous.includes(indexKey)).map((indexKey) => this.#store.addToSet(indexKey, storeKey, ttlMs)),
+      ...previous.filter((indexKey) => !current.includes(indexKey)).map((indexKey) => this.#store.removeFromSet(indexKey, storeKey)),
+    ]);
   }
 
   /** Drops index members whose record is gone (idle-expired), so an index never grows without end. */

@@ -266,6 +266,17 @@ function runSessionSuite(t: Test, name: string, makeEnv: () => Promise<Env>): vo
     t.equal(await sessions.endByUser('nobody'), 0);
   });
 
+  test('a refresh that brings a new e-mail address moves the session to it in the index', async (t, env) => {
+    const sessions = manager(env);
+    const { cookieValue } = await sessions.create(aSession(env.clock));
+    const resumed = await sessions.resume(cookieValue);
+    if (!resumed.ok) throw new Error('it resumes');
+    t.equal(await sessions.update(resumed.handle, { ...resumed.session, claims: { ...resumed.session.claims, email: 'alice@new.example.test' } }), true);
+    t.equal(await sessions.endByUser('alice@example.test'), 0, 'no longer found by the old address');
+    t.equal(await sessions.endByUser('alice@new.example.test'), 1, 'found by the new one');
+    t.same(await sessions.resume(cookieValue), { ok: false, reason: 'unknown' });
+  });
+
   test('back-channel logout ends the sessions of one IdP session only', async (t, env) => {
     const sessions = manager(env);
     const first = await sessions.create(aSession(env.clock, { sid: 'idp-session-1' }));
