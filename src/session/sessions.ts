@@ -73,7 +73,12 @@ const ABSENT: NoSession = { ok: false, reason: 'absent' };
 const INVALID: NoSession = { ok: false, reason: 'invalid' };
 const UNKNOWN: NoSession = { ok: false, reason: 'unknown' };
 
-const REFRESH_LOCK_TTL_MS = 15_000;
+/**
+ * Longer than the longest refresh it guards — reading the record (2 s at most), the token request
+ * (10 s), Microsoft Graph for a group overage (10 s), writing the record (2 s) — so that no other
+ * replica refreshes with the same refresh token meanwhile.
+ */
+const REFRESH_LOCK_TTL_MS = 30_000;
 const LOCK_POLL_MS = 50;
 /** A waiter gives up once the lock must have expired anyway. */
 const MAX_LOCK_POLLS = REFRESH_LOCK_TTL_MS / LOCK_POLL_MS;
