@@ -83,8 +83,13 @@ async function renewTokens(services: Services, req: IncomingMessage, cookie: str
     services.audit.record({ event: 'token_refreshed', ...auditFields });
     return renewed;
   }
+  // Another request (or replica) held the refresh: its outcome is in the store.
   const reloaded = await services.sessions.resume(cookie);
-  return reloaded.ok && !tokensDue(reloaded.session, services.clock()) ? reloaded.session : null;
+  if (!reloaded.ok) return null;
+  if (!tokensDue(reloaded.session, services.clock())) return reloaded.session;
+  // The session stands but its tokens were not renewed: the provider is failing, or the refresh is
+  // still running elsewhere. Not a reason to sign the user out.
+  throw new ProviderUnavailableError('the tokens are due and were not renewed by the refresh that held the lock');
 }
 
 async function endAfterFailedRefresh(services: Services, handle: SessionHandle, auditFields: Omit<AuditEvent, 'event'>, error: unknown): Promise<void> {

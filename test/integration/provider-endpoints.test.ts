@@ -60,6 +60,11 @@ t.test('an outage of the token endpoint during a refresh is answered 503 and kee
     t.match(JSON.parse(answer.body), { error: 'temporarily_unavailable' });
     t.equal(answer.headers['retry-after'], '5');
   }
+  relay!.outage = '503';
+  relay!.outageDelayMs = 300;
+  const together = await Promise.all([page(), page()]);
+  t.same(together.map((answer) => answer.status), [503, 503], "the request that waited for the other one's refresh is answered 503 too, not signed out");
+  relay!.outageDelayMs = 0;
   t.notOk(auditEvents(stack).some((event) => event.event === 'refresh_failed'), 'no session was ended');
   relay!.outage = undefined;
   t.equal((await page()).status, 200, 'the provider back: the same session is refreshed and used');

@@ -11,6 +11,8 @@ export interface IdpRelay {
    * refusing (`invalid_grant`, as for a revoked refresh token).
    */
   outage: '503' | 'drop' | 'invalid_grant' | undefined;
+  /** How long the relay waits before failing a request (for requests that must overlap). */
+  outageDelayMs: number;
   stop(): void;
 }
 
@@ -19,14 +21,18 @@ export async function startIdpRelay(target: string): Promise<IdpRelay> {
   proxy.on('error', (_error, _req, res) => (res as http.ServerResponse).writeHead(502).end());
   const server = http.createServer((req, res) => {
     relay.paths.push(req.url!.split('?')[0]!);
+    if (relay.outage && relay.outageDelayMs > 0) return void setTimeout(() => answer(req, res), relay.outageDelayMs);
+    answer(req, res);
+  });
+  const answer = (req: http.IncomingMessage, res: http.ServerResponse) => {
     if (relay.outage === '503') return void res.writeHead(503, { 'content-type': 'text/html' }).end('<h1>Service Unavailable</h1>');
     if (relay.outage === 'drop') return void req.socket.destroy();
     if (relay.outage === 'invalid_grant') {
       return void res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify({ error: 'invalid_grant', error_description: 'grant request is invalid' }));
     }
     proxy.web(req, res);
-  });
+  };
   const port = await listen(server, 0, '127.0.0.1');
-  const relay: IdpRelay = { url: `http://127.0.0.1:${port}`, paths: [], outage: undefined, stop: () => server.close() };
+  const relay: IdpRelay = { url: `http://127.0.0.1:${port}`, paths: [], outage: undefined, outageDelayMs: 0, stop: () => server.close() };
   return relay;
 }
