@@ -120,10 +120,43 @@ async function readCertificate(file: string, report: (message: string) => void):
   return { key, commonName };
 }
 
-/** Node writes the subject one `KEY=value` a line. */
+/**
+ * The subject's CN as the certificate holds it. Node writes the subject one RDN a line, the
+ * attributes of a multi-valued RDN joined by ` + `, and values escaped as RFC 4514 has it
+ * (`CN=Acme\, Inc`): the escapes are undone, as tokens name the CN itself.
+ */
 function subjectCommonName(subject: string): string | undefined {
-  const line = subject.split('\n').find((entry) => entry.startsWith('CN='));
-  return line?.slice('CN='.length) || undefined;
+  for (const line of subject.split('\n')) {
+    const attribute = rdnAttributes(line).find((entry) => entry.startsWith('CN='));
+    if (attribute !== undefined) return unescapeAttributeValue(attribute.slice('CN='.length)) || undefined;
+  }
+  return undefined;
+}
+
+/** The `KEY=value` attributes of one RDN line: split at the unescaped ` + `. */
+function rdnAttributes(line: string): string[] {
+  const attributes: string[] = [];
+  let current = '';
+  for (let i = 0; i < line.length; i++) {
+    if (line[i] === '\\') {
+      current += line.slice(i, i + 2);
+      i++;
+    } else if (line.startsWith(' + ', i)) {
+      attributes.push(current);
+      current = '';
+      i += 2;
+    } else {
+      current += line[i];
+    }
+  }
+  return [...attributes, current];
+}
+
+/** `\,` → `,`; a run of `\HH` → the UTF-8 text of those bytes. */
+function unescapeAttributeValue(value: string): string {
+  return value.replace(/((?:\\[0-9A-Fa-f]{2})+)|\\(.)/gs, (_, hex: string | undefined, char: string | undefined) =>
+    hex !== undefined ? Buffer.from(hex.replaceAll('\\', ''), 'hex').toString('utf8') : char!,
+  );
 }
 
 /** The file's bytes without one trailing newline, like every other `…File` secret. */

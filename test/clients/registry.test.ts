@@ -18,6 +18,22 @@ t.test('certificates in PEM and DER give the same key and CN; keys are read once
   t.equal(registry.get('__proto__'), undefined);
 });
 
+t.test("the issuer name is the certificate's CN itself, whatever characters it holds", async (t) => {
+  const dir = t.testdir();
+  const cases: Array<[subjectCn: string, expected: string]> = [
+    ['Acme, Inc', 'Acme, Inc'],
+    ['<Acme> "Data"; Co #1', '<Acme> "Data"; Co #1'],
+    ['Zoë Export', 'Zoë Export'],
+    ['multi.example.com+OU=Reporting', 'multi.example.com'],
+    ['a\\+b', 'a+b'],
+  ];
+  for (const [index, [subjectCn, expected]] of cases.entries()) {
+    const certificate = await makeCertificate(dir, `cn${index}`, subjectCn);
+    const registry = await ApplicationRegistry.load([app({ certificateFile: certificate.pemFile })]);
+    t.equal(registry.get('job')!.issuerName, expected, subjectCn);
+  }
+});
+
 t.test('an HMAC key file loses one trailing newline and must hold 32 bytes', async (t) => {
   const dir = t.testdir({ 'good.hmac': 'k'.repeat(32) + '\r\n', 'short.hmac': 'k'.repeat(31) + '\n' });
   const registry = await ApplicationRegistry.load([app({ hmacSecretFile: join(dir, 'good.hmac') })]);

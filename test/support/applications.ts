@@ -28,7 +28,7 @@ export async function makeCertificate(directory: string, name: string, commonNam
   const keyFile = join(directory, `${name}.key`);
   const pemFile = join(directory, `${name}.pem`);
   const derFile = join(directory, `${name}.cer`);
-  await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', pemFile, '-days', '2', '-subj', `/O=Example Org/CN=${commonName}`]);
+  await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', pemFile, '-days', '2', '-utf8', '-subj', `/O=Example Org/CN=${commonName}`]);
   await run('openssl', ['x509', '-in', pemFile, '-outform', 'DER', '-out', derFile]);
   const privateKeyPem = await readFile(keyFile, 'utf8');
   return { commonName, privateKey: createPrivateKey(privateKeyPem), privateKeyPem, pemFile, derFile, pem: await readFile(pemFile, 'utf8') };
