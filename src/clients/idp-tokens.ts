@@ -1,4 +1,4 @@
-import { createRemoteJWKSet, customFetch, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import { createRemoteJWKSet, customFetch, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey, type JWTVerifyOptions } from 'jose';
 import { isHttpsOrLoopback } from '../config/schema.js';
 import { timedFetch, type IdpEndpoint } from '../metrics/index.js';
 import type { Clock } from '../session/store.js';
@@ -60,13 +60,13 @@ export class IdpTokenVerifier {
       }
     };
     try {
-      ({ payload } = await jwtVerify(token, getKey, {
+      payload = await verifyWithCandidates(token, getKey, {
         issuer: this.settings.issuer,
         audience: this.settings.audience,
         algorithms: ALGORITHMS,
         currentDate: new Date(this.clock()),
         requiredClaims: ['exp'],
-      }));
+      });
     } catch (error) {
       if (keysFailed) {
         this.onKeysError(error);
@@ -101,6 +101,26 @@ export class IdpTokenVerifier {
       this.onKeysError(error);
       return undefined;
     }
+  }
+}
+
+/**
+ * Verifies `token` with the key set; a token without `kid` that several of the provider's keys could
+ * have signed is tried against each of them (as jose documents), the first whose signature matches wins.
+ */
+async function verifyWithCandidates(token: string, getKey: JWTVerifyGetKey, options: JWTVerifyOptions): Promise<JWTPayload> {
+  try {
+    return (await jwtVerify(token, getKey, options)).payload;
+  } catch (error) {
+    if (!(error instanceof errors.JWKSMultipleMatchingKeys)) throw error;
+    for await (const key of error) {
+      try {
+        return (await jwtVerify(token, key, options)).payload;
+      } catch (candidateError) {
+        if (!(candidateError instanceof errors.JWSSignatureVerificationFailed)) throw candidateError;
+      }
+    }
+    throw new errors.JWSSignatureVerificationFailed();
   }
 }
 

@@ -33,7 +33,7 @@ interface Provider {
   readonly requests: { discovery: number; jwks: number };
   stop(): Promise<void>;
   restart(): Promise<void>;
-  token(key: SigningKey, clientId?: string): Promise<string>;
+  token(key: SigningKey, clientId?: string, withKid?: boolean): Promise<string>;
 }
 
 async function startProvider(t: Test): Promise<Provider> {
@@ -57,9 +57,9 @@ async function startProvider(t: Test): Promise<Provider> {
     requests,
     stop: () => stopServer(server),
     restart: async () => void (await listen(server, port, '127.0.0.1')),
-    token: (key, clientId = 'nightly-job') =>
+    token: (key, clientId = 'nightly-job', withKid = true) =>
       new SignJWT({ client_id: clientId, roles: ['Portal.Api'] })
-        .setProtectedHeader({ alg: 'ES256', kid: key.kid, typ: 'at+jwt' })
+        .setProtectedHeader({ alg: 'ES256', ...(withKid && { kid: key.kid }), typ: 'at+jwt' })
         .setIssuer(provider.issuer)
         .setAudience(AUDIENCE)
         .setIssuedAt()
@@ -116,6 +116,16 @@ t.test('a retired key is refused once the key set is fetched again; a kid the pr
 
   t.same(await verifier.verify(await provider.token(a)), { ok: false, refusal: noMatchingKey }, 'the retired key, gone from the refreshed key set');
   t.match(await verifier.verify(await provider.token(b)), { ok: true });
+});
+
+t.test('a token without kid is verified against each key of the set that could have signed it', async (t) => {
+  const provider = await startProvider(t);
+  const [a, b, stranger] = await Promise.all([signingKey('key-a'), signingKey('key-b'), signingKey('key-x')]);
+  provider.published = [a, b];
+  const verifier = verifierFor(provider);
+  t.match(await verifier.verify(await provider.token(b, 'job-b', false)), { ok: true, clientId: 'job-b' }, 'signed by the second of two ES256 keys');
+  t.match(await verifier.verify(await provider.token(a, 'job-a', false)), { ok: true, clientId: 'job-a' }, 'and by the first');
+  t.match(await verifier.verify(await provider.token(stranger, 'job-x', false)), { ok: false, refusal: { code: 'signature' } }, 'by none of them: refused as a bad signature');
 });
 
 t.test('with the production cooldown, unknown kids fetch the key set at most once per 30 s', async (t) => {
