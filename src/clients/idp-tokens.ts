@@ -22,6 +22,8 @@ export type IdpTokenResult = { ok: true; clientId: string; roles: string[]; expi
 /** Asymmetric algorithms only: an IdP token is never verified with a shared secret. */
 const ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'];
 const DISCOVERY_TIMEOUT_MS = 10_000;
+/** After a failed discovery the provider is not asked again for this long: tokens meanwhile are refused at once. */
+const DISCOVERY_RETRY_MS = 10_000;
 /** jose refetches the key set for an unknown `kid` (key rotation), at most once per cooldown. */
 const JWKS_OPTIONS = { timeoutDuration: 5_000, cooldownDuration: 30_000, cacheMaxAge: 10 * 60_000 };
 
@@ -32,6 +34,8 @@ const JWKS_OPTIONS = { timeoutDuration: 5_000, cooldownDuration: 30_000, cacheMa
  */
 export class IdpTokenVerifier {
   #keys: Promise<JWTVerifyGetKey> | undefined;
+  /** When discovery last failed: until DISCOVERY_RETRY_MS later, no new attempt. */
+  #discoveryFailedAt: number | undefined;
 
   constructor(
     private readonly settings: IdpTokenSettings,
@@ -87,18 +91,26 @@ export class IdpTokenVerifier {
     return { ok: true, clientId, roles, expiresAtSeconds: payload.exp! };
   }
 
-  /** The provider's key set, found once by discovery; a failed discovery is retried on the next token. */
+  /**
+   * The provider's key set, found once by discovery. A failed discovery is said once and tried
+   * again on a token at least DISCOVERY_RETRY_MS later: tokens naming the provider (anyone can
+   * make one) must not turn into one request to a failing provider each.
+   */
   async #keySet(): Promise<JWTVerifyGetKey | undefined> {
-    this.#keys ??= discoverKeySet(
+    if (this.#keys === undefined && this.#discoveryFailedAt !== undefined && this.clock() - this.#discoveryFailedAt < DISCOVERY_RETRY_MS) return undefined;
+    const keys = (this.#keys ??= discoverKeySet(
       this.settings.issuer,
       { ...JWKS_OPTIONS, cooldownDuration: this.options.jwksCooldownMs ?? JWKS_OPTIONS.cooldownDuration },
       this.options.onIdpRequest ?? (() => undefined),
-    );
+    ));
     try {
-      return await this.#keys;
+      return await keys;
     } catch (error) {
-      this.#keys = undefined;
-      this.onKeysError(error);
+      if (this.#keys === keys) {
+        this.#keys = undefined;
+        this.#discoveryFailedAt = this.clock();
+        this.onKeysError(error);
+      }
       return undefined;
     }
   }
