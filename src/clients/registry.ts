@@ -1,6 +1,7 @@
 import { createSecretKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { ApplicationConfig } from '../config/schema.js';
+import { unreadableFile } from '../config/files.js';
 import { RouteList } from '../server/paths.js';
 import { costsLessThan, decoySecretHash } from './secret-hash.js';
 
@@ -103,7 +104,7 @@ async function loadApplication(config: ApplicationConfig, key: string): Promise<
 }
 
 async function readCertificate(file: string, report: (message: string) => void): Promise<{ key: KeyObject; commonName: string } | undefined> {
-  const content = await readFile(file).catch((error: NodeJS.ErrnoException) => void report(`cannot read "${file}" (${error.code ?? 'unreadable'})`));
+  const content = await readFile(file).catch((error: NodeJS.ErrnoException) => void report(unreadableFile(file, error)));
   if (content === undefined) return undefined;
   let certificate: X509Certificate;
   try {
@@ -161,7 +162,7 @@ function unescapeAttributeValue(value: string): string {
 
 /** The file's bytes without one trailing newline, like every other `…File` secret. */
 async function readHmacKey(file: string, report: (message: string) => void): Promise<KeyObject | undefined> {
-  const content = await readFile(file).catch((error: NodeJS.ErrnoException) => void report(`cannot read "${file}" (${error.code ?? 'unreadable'})`));
+  const content = await readFile(file).catch((error: NodeJS.ErrnoException) => void report(unreadableFile(file, error)));
   if (content === undefined) return undefined;
   const key = content.subarray(0, content.length - trailingNewlineLength(content));
   if (key.length < MIN_HMAC_KEY_BYTES) return void report(`"${file}" must hold at least ${MIN_HMAC_KEY_BYTES} bytes`);

@@ -1,6 +1,6 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { calculateJwkThumbprint, createLocalJWKSet, jwtVerify, SignJWT, type JWK, type JWTPayload } from 'jose';
+import { readConfiguredFile } from '../config/files.js';
 import type { Clock } from '../session/store.js';
 
 /** The claims of an access token the sidecar issued (RFC 9068 shape). */
@@ -87,9 +87,7 @@ export class TokenIssuer {
 }
 
 async function readKeyFile(file: string): Promise<KeyObject[]> {
-  const text = await readFile(file, 'utf8').catch((error: NodeJS.ErrnoException) => {
-    throw new Error(`clients.signingKeyFile: cannot read "${file}" (${error.code ?? 'unreadable'})`);
-  });
+  const text = (await readConfiguredFile('clients.signingKeyFile', file)).toString('utf8');
   const blocks = text.match(PEM_BLOCK) ?? [];
   if (blocks.length === 0) throw new Error(`clients.signingKeyFile: "${file}" holds no PEM private key`);
   return blocks.map((block, index) => {

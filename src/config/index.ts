@@ -17,3 +17,4 @@ export {
   type LoadConfigOptions,
   type LoadedConfig,
 } from './load.js';
+export { readConfiguredFile, unreadableFile } from './files.js';

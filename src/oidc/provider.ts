@@ -1,7 +1,7 @@
 import { createHash, createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { importPKCS8 } from 'jose';
 import * as client from 'openid-client';
+import { readConfiguredFile } from '../config/files.js';
 import { isHttpsOrLoopback, type Config } from '../config/schema.js';
 import type { Logger } from '../log/index.js';
 import { idpEndpointOf, timedFetch, type IdpEndpoint } from '../metrics/index.js';
@@ -267,7 +267,7 @@ async function privateKeyJwt(privateKeyFile: string, certificateFile: string | u
 }
 
 async function readPrivateKey(file: string): Promise<KeyObject> {
-  const text = await readKeyFile('provider.privateKeyFile', file);
+  const text = await readConfiguredFile('provider.privateKeyFile', file);
   let key: KeyObject;
   try {
     key = createPrivateKey(text);
@@ -279,18 +279,12 @@ async function readPrivateKey(file: string): Promise<KeyObject> {
 }
 
 async function readCertificate(file: string): Promise<X509Certificate> {
-  const content = await readKeyFile('provider.certificateFile', file);
+  const content = await readConfiguredFile('provider.certificateFile', file);
   try {
     return new X509Certificate(content);
   } catch {
     throw new Error(`provider.certificateFile: "${file}" is not an X.509 certificate (PEM or DER)`);
   }
-}
-
-function readKeyFile(key: string, file: string): Promise<Buffer> {
-  return readFile(file).catch((error: NodeJS.ErrnoException) => {
-    throw new Error(`${key}: cannot read "${file}" (${error.code ?? 'unreadable'})`);
-  });
 }
 
 type TokenResponse = client.TokenEndpointResponse & client.TokenEndpointResponseHelpers;
