@@ -17,4 +17,3 @@ export {
   type LoadConfigOptions,
   type LoadedConfig,
 } from './load.js';
-export { readConfiguredFile, unreadableFile } from './files.js';
