@@ -165,6 +165,26 @@ t.test('start (the default command) serves until SIGTERM, then drains and closes
   t.notOk(output.includes(SESSION_SECRET) || output.includes(CLIENT_SECRET), 'no secret logged');
 });
 
+t.test('a signal while the sidecar is still starting ends it at once', async (t) => {
+  // An identity provider that accepts connections and never answers: discovery waits its 10 s.
+  const silentIdp = createServer(() => undefined);
+  const idpPort = await listen(silentIdp, 0, '127.0.0.1');
+  t.teardown(() => silentIdp.close());
+  const file = configFile(t, { ...VALID_CONFIG, listen: { host: '127.0.0.1', port: 0 }, metrics: { host: '127.0.0.1', port: 0 }, provider: { issuerUrl: `http://127.0.0.1:${idpPort}`, clientId: 'portal' } });
+  const child = spawn(process.execPath, ['--import', 'tsx', CLI, '--config', file], { env: { ...process.env, ...SECRET_ENV } });
+  let output = '';
+  child.stdout.on('data', (chunk: Buffer) => (output += String(chunk)));
+  const exited = once(child, 'exit');
+  await until(() => output.includes('idleTimeoutMinutes'), 20_000);
+  const signalled = Date.now();
+  child.kill('SIGTERM');
+  const [code] = await exited;
+  t.equal(code, 1);
+  t.ok(Date.now() - signalled < 5000, 'without waiting for the provider');
+  t.match(output, /"msg":"signal while starting: exiting"/);
+  t.notMatch(output, /oidc-sidecar started/);
+});
+
 t.test('start exits 1 with a clear line when the sidecar cannot start', async (t) => {
   const blocker = createServer();
   const port = await listen(blocker, 0, '127.0.0.1');
