@@ -76,7 +76,7 @@ const listenSchema = z
     trustedProxies: z
       .array(text.refine(isTrustedProxyEntry, 'must be an IP address or a CIDR range'))
       .default([])
-      .describe('proxies in front of the sidecar (an ingress), addresses or CIDR ranges: X-Forwarded-For past them names the client (audit, throttle)'),
+      .describe('proxies in front of the sidecar (an ingress), addresses or CIDR ranges: X-Forwarded-For past them names the client (audit, throttle), and only their forwarding headers (X-Forwarded-*, Forwarded, X-Real-IP, …) reach the portal'),
   })
   .prefault({});
 

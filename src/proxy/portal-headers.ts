@@ -13,6 +13,29 @@ const ANSWERED_BY_THE_SIDECAR = 'expect';
  * names: the sidecar decided on that path (public route or not), so the portal must not see another.
  */
 const PATH_OVERRIDES = new Set(['x-original-url', 'x-rewrite-url']);
+/**
+ * Headers in which proxies tell the next hop who the client is or which URL it asked for (every
+ * `X-Forwarded-*` too). Sent by a peer that is not a trusted proxy, they are the client's own say
+ * (`X-Real-IP: 10.0.0.1`, `X-Forwarded-Prefix: /admin`): the portal gets none of them, only the
+ * X-Forwarded-For/-Proto/-Host the sidecar sets itself.
+ */
+const FORWARDING_PREFIX = 'x-forwarded-';
+const CLIENT_DESCRIPTIONS = new Set([
+  'forwarded',
+  'x-forwarded',
+  'forwarded-for',
+  'x-real-ip',
+  'x-client-ip',
+  'client-ip',
+  'true-client-ip',
+  'x-cluster-client-ip',
+  'cf-connecting-ip',
+  'fastly-client-ip',
+  'x-original-host',
+  'x-host',
+  'front-end-https',
+  'x-url-scheme',
+]);
 /** Node frames a request body for the next hop from these: they stay whatever `Connection` says. */
 const BODY_FRAMING = new Set(['transfer-encoding', 'content-length']);
 
@@ -25,11 +48,14 @@ export interface PortalHeaderChanges {
   removed?: readonly string[];
   /** An upgrade keeps `Connection` and `Upgrade`: the portal must see them. */
   upgrade?: boolean;
+  /** The request came straight from a trusted proxy (`listen.trustedProxies`): its forwarding headers stay. */
+  fromTrustedProxy?: boolean;
 }
 
 /**
  * The headers of a request as the portal receives them: the client's (spoofable ones already
- * stripped), without hop-by-hop headers, `Expect` and path overrides, with the changes. Built as a new object rather than edited
+ * stripped), without hop-by-hop headers, `Expect`, path overrides and — unless a trusted proxy sent
+ * them — forwarding headers, with the changes. Built as a new object rather than edited
  * in place: deleting from Node's header object turns it into a slow dictionary for every later read,
  * and for the copy http-proxy makes. `Host` always stays.
  */
@@ -39,6 +65,7 @@ export function portalRequestHeaders(incoming: IncomingHttpHeaders, changes: Por
   for (const name in incoming) {
     if (name === 'cookie' || PATH_OVERRIDES.has(name) || changes.removed?.includes(name)) continue;
     if (!changes.upgrade && endsAtTheSidecar(name, named)) continue;
+    if (!changes.fromTrustedProxy && describesTheClient(name)) continue;
     headers[name] = incoming[name];
   }
   if (changes.cookie) headers.cookie = changes.cookie;
@@ -49,6 +76,11 @@ export function portalRequestHeaders(incoming: IncomingHttpHeaders, changes: Por
 function endsAtTheSidecar(name: string, named: Set<string> | undefined): boolean {
   if (BODY_FRAMING.has(name) || name === 'host') return false;
   return HOP_BY_HOP.has(name) || name === ANSWERED_BY_THE_SIDECAR || named?.has(name) === true;
+}
+
+function describesTheClient(name: string): boolean {
+  const canonical = name.includes('_') ? name.replaceAll('_', '-') : name;
+  return canonical.startsWith(FORWARDING_PREFIX) || CLIENT_DESCRIPTIONS.has(canonical);
 }
 
 /** A response's raw header list (names as sent, repeated headers kept) without hop-by-hop headers. */

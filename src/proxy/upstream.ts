@@ -91,6 +91,7 @@ export function createUpstream(options: UpstreamOptions): Upstream {
   // A client that left first is not a portal failure: http-proxy reports it separately.
   proxy.on('econnreset', () => undefined);
 
+  /** X-Forwarded-For: a trusted proxy's chain (nobody else's reaches here: see portalRequestHeaders) plus the peer. */
   function addForwardedHeaders(req: http.IncomingMessage): void {
     const remote = req.socket.remoteAddress ?? '';
     const prior = req.headers['x-forwarded-for'];

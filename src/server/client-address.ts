@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import { BlockList, isIP } from 'node:net';
+import { BlockList, isIP, type Socket } from 'node:net';
 
 const IPV4_MAPPED = '::ffff:';
 const IPV4_WITH_PORT = /^(\d{1,3}(?:\.\d{1,3}){3}):\d+$/;
@@ -14,6 +14,8 @@ const BRACKETED_IPV6 = /^\[([0-9A-Fa-f:.]+)\](?::\d+)?$/;
  */
 export class ClientAddresses {
   readonly #trusted: BlockList | undefined;
+  /** Connection → whether its peer is a trusted proxy: asked for every request, answered once a connection. */
+  readonly #peerTrusted = new WeakMap<Socket, boolean>();
 
   /** `trustedProxies`: addresses and CIDR ranges, IPv4 or IPv6 (validated by the configuration). */
   constructor(trustedProxies: readonly string[]) {
@@ -34,6 +36,17 @@ export class ClientAddresses {
       if (!this.#isTrusted(hop)) return hop;
     }
     return peer;
+  }
+
+  /** True when the request came straight from one of `listen.trustedProxies`. */
+  isFromTrustedProxy(req: IncomingMessage): boolean {
+    if (this.#trusted === undefined) return false;
+    let trusted = this.#peerTrusted.get(req.socket);
+    if (trusted === undefined) {
+      trusted = this.#isTrusted(normalizeAddress(req.socket.remoteAddress ?? '') ?? '');
+      this.#peerTrusted.set(req.socket, trusted);
+    }
+    return trusted;
   }
 
   #isTrusted(address: string): boolean {

@@ -82,7 +82,8 @@ export function createRequestHandler(services: Services): (req: IncomingMessage,
   }
 
   function forward(req: IncomingMessage, res: ServerResponse, added = NO_HEADERS, removed?: readonly string[]): void {
-    req.headers = portalRequestHeaders(req.headers, { cookie: services.cookies.withoutOwn(req.headers.cookie), added, removed });
+    const fromTrustedProxy = services.clientAddresses.isFromTrustedProxy(req);
+    req.headers = portalRequestHeaders(req.headers, { cookie: services.cookies.withoutOwn(req.headers.cookie), added, removed, fromTrustedProxy });
     services.upstream.web(req, res);
   }
 
@@ -118,7 +119,8 @@ export function createUpgradeHandler(services: Services): (req: IncomingMessage,
       added = services.identity.forSession(session);
     }
     const cookie = services.cookies.withoutOwn(req.headers.cookie);
-    req.headers = portalRequestHeaders(req.headers, { cookie, added, removed: verified ? MACHINE_CREDENTIAL_HEADERS : undefined, upgrade: true });
+    const fromTrustedProxy = services.clientAddresses.isFromTrustedProxy(req);
+    req.headers = portalRequestHeaders(req.headers, { cookie, added, removed: verified ? MACHINE_CREDENTIAL_HEADERS : undefined, upgrade: true, fromTrustedProxy });
     services.upstream.ws(req, socket, head);
   }
 

@@ -7,6 +7,20 @@ import { scrape } from '../support/metrics.js';
 import { auditEvents, NAVIGATION, signIn, startStack } from '../support/stack.js';
 
 const JSON_ACCEPT = { accept: 'application/json' };
+/** What a client may claim about itself or the URL it asked for, in the headers proxies use for that. */
+const CLIENT_CLAIMS = {
+  'X-Forwarded-For': '10.0.0.1',
+  Forwarded: 'for=10.0.0.1;host=evil.example;proto=https',
+  'X-Real-IP': '10.0.0.1',
+  'Client-IP': '10.0.0.1',
+  'True-Client-IP': '10.0.0.1',
+  'X-Forwarded-Port': '8443',
+  X_Forwarded_Prefix: '/admin',
+  'X-Forwarded-Server': 'evil.example',
+  'X-Original-Host': 'evil.example',
+};
+/** The claims the portal must not get from a client: all but X-Forwarded-For, which the sidecar rewrites. */
+const DROPPED_CLAIMS = Object.keys(CLIENT_CLAIMS).filter((name) => name !== 'X-Forwarded-For');
 
 t.test('requests through a running sidecar', async (t) => {
   const stack = await startStack({ config: { routes: { public: ['^/public/', '^/health$'] } } });
@@ -158,12 +172,28 @@ t.test('requests through a running sidecar', async (t) => {
   t.test('X-Forwarded-For/-Proto/-Host and X-Request-Id go to the portal', async (t) => {
     await request(url('/echo'), { headers: { ...JSON_ACCEPT, cookie: cookieHeader, 'x-forwarded-for': '203.0.113.9', 'x-request-id': 'req-123', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'evil.example' } });
     const received = lastPortalRequest().headers;
-    t.equal(received['x-forwarded-for'], '203.0.113.9, 127.0.0.1');
+    t.equal(received['x-forwarded-for'], '127.0.0.1', "the client's own X-Forwarded-For is dropped: it is no trusted proxy");
     t.equal(received['x-forwarded-proto'], 'http', 'the public URL says http');
     t.equal(received['x-forwarded-host'], new URL(stack.config.publicUrl).host);
     t.equal(received['x-request-id'], 'req-123');
     await request(url('/echo'), { headers: { ...JSON_ACCEPT, cookie: cookieHeader, 'x-request-id': 'bad id\twith spaces' } });
     t.match(lastPortalRequest().headers['x-request-id'], /^[0-9a-f-]{36}$/, 'an unacceptable request id is replaced');
+  });
+
+  t.test('forwarding headers from a client (not a trusted proxy) never reach the portal, on any route', async (t) => {
+    for (const [path, extra] of [['/public/app.js', {}], ['/echo', { cookie: cookieHeader }]] as const) {
+      const answer = await request(url(path), { headers: { ...JSON_ACCEPT, ...CLIENT_CLAIMS, ...extra } });
+      t.equal(answer.status, 200, path);
+      const received = lastPortalRequest().headers;
+      for (const name of DROPPED_CLAIMS) t.equal(received[name.toLowerCase()], undefined, `${path}: ${name}`);
+      t.equal(received['x-forwarded-for'], '127.0.0.1', `${path}: X-Forwarded-For names the peer only`);
+      t.equal(received['x-forwarded-host'], new URL(stack.config.publicUrl).host, path);
+    }
+    t.equal(lastPortalRequest().headers['x-forwarded-user'], 'alice', 'the identity headers are still set');
+    t.match(await upgrade(url('/ws'), { cookie: cookieHeader, ...CLIENT_CLAIMS }), /^HTTP\/1.1 101/);
+    const upgraded = lastPortalRequest().headers;
+    for (const name of DROPPED_CLAIMS) t.equal(upgraded[name.toLowerCase()], undefined, `upgrade: ${name}`);
+    t.equal(upgraded['x-forwarded-for'], '127.0.0.1', 'upgrade: X-Forwarded-For names the peer only');
   });
 
   t.test('/oauth2/userinfo and /oauth2/auth answer for the current identity', async (t) => {
@@ -194,6 +224,21 @@ t.test('requests through a running sidecar', async (t) => {
     t.match(accepted, /^HTTP\/1.1 101/);
     t.equal(lastPortalRequest().headers['x-forwarded-user'], 'alice');
   });
+});
+
+t.test("behind a trusted proxy (listen.trustedProxies), the proxy's forwarding headers reach the portal", async (t) => {
+  const stack = await startStack({ config: { listen: { trustedProxies: ['127.0.0.1'] }, routes: { public: ['^/public/'] } } });
+  t.teardown(() => stack.stop());
+  const answer = await request(stack.sidecar.url + '/public/app.js', { headers: { ...CLIENT_CLAIMS, 'X-Forwarded-Host': 'evil.example', 'X-Forwarded-User': 'mallory' } });
+  t.equal(answer.status, 200);
+  const received = stack.portal.requests.at(-1)!.headers;
+  t.equal(received['x-forwarded-for'], '10.0.0.1, 127.0.0.1', 'appended to');
+  t.equal(received.forwarded, CLIENT_CLAIMS.Forwarded);
+  t.equal(received['x-real-ip'], '10.0.0.1');
+  t.equal(received['x-forwarded-port'], '8443');
+  t.equal(received.x_forwarded_prefix, '/admin');
+  t.equal(received['x-forwarded-host'], new URL(stack.config.publicUrl).host, 'the public URL is still the sidecar\'s to say');
+  t.equal(received['x-forwarded-user'], undefined, 'identity headers are stripped whoever sends them');
 });
 
 t.test('a custom identity.headers map, tokens passed on, WebSockets off', async (t) => {
