@@ -14,3 +14,14 @@ export function isBrowserNavigation(method: string | undefined, headers: Incomin
   if (fetchMode !== undefined && fetchMode !== 'navigate') return false;
   return true;
 }
+
+/**
+ * True for a request another site made the browser send (a link followed, an image, a form posted):
+ * Fetch Metadata says so (a sibling subdomain counts as another site), or, from a browser without
+ * it, an `Origin` that is not the sidecar's. Requests typed in, bookmarked or sent by a program are not.
+ */
+export function isCrossSite(headers: IncomingHttpHeaders, ownOrigin: string): boolean {
+  const site = headers['sec-fetch-site'];
+  if (site !== undefined) return site === 'cross-site' || site === 'same-site';
+  return headers.origin !== undefined && headers.origin !== ownOrigin;
+}

@@ -23,7 +23,9 @@ export function sendHtml(res: ServerResponse, status: number, content: PageConte
     'content-length': Buffer.byteLength(html),
     'cache-control': NO_STORE,
     'x-content-type-options': 'nosniff',
-    'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'",
+    // No page of the sidecar may be framed: a framed sign-out confirmation could be clicked unawares.
+    'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
+    'x-frame-options': 'DENY',
   });
   res.end(html);
 }

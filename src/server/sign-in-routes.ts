@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { newBindingValue } from '../oidc/transactions.js';
 import type { SignInFailure } from '../oidc/sign-in.js';
+import { isCrossSite } from './request-kind.js';
 import { redirect, sendHtml } from './responses.js';
 import { requestAuditFields, REQUEST_ID_HEADER, type Services } from './services.js';
 
@@ -44,6 +45,8 @@ export async function signOut(services: Services, req: IncomingMessage, res: Ser
   const cookie = cookies.readSession(req);
   const resumed = cookie === undefined ? undefined : await sessions.resume(cookie);
   if (!resumed?.ok) return sendSignedOut(services, req, res, cookie !== undefined);
+  // Another site can link here or post a form: it must not sign the user out unasked.
+  if (isCrossSite(req.headers, services.publicOrigin)) return sendSignOutConfirmation(services, req, res);
   const { session, handle } = resumed;
   await sessions.end(handle);
   services.metrics.sessionsEnded('logout');
@@ -73,6 +76,17 @@ function sendSignedOut(services: Services, req: IncomingMessage, res: ServerResp
     },
     clear.length > 0 ? { 'set-cookie': clear } : {},
   );
+}
+
+/** Asks before signing out: the button posts to sign_out from the sidecar's own page, so it is not cross-site. */
+function sendSignOutConfirmation(services: Services, req: IncomingMessage, res: ServerResponse): void {
+  sendHtml(res, 200, {
+    title: 'Sign out?',
+    message: 'Another site sent you here to sign out of the portal.',
+    requestId: String(req.headers[REQUEST_ID_HEADER]),
+    form: { action: `${services.prefix}/sign_out`, button: 'Sign out' },
+    link: { href: '/', text: 'Stay signed in' },
+  });
 }
 
 function sendProviderUnavailable(services: Services, req: IncomingMessage, res: ServerResponse): void {

@@ -55,6 +55,35 @@ t.test('sign in at the IdP, reach the page first asked for with identity headers
   t.pass('the IdP session ended too: the next visit asks for the password again');
 });
 
+t.test("a link to sign_out on another site asks first: only the button on the sidecar's page signs out", async (t) => {
+  const context = await newContext(t);
+  const page = await context.newPage();
+  const target = sidecarUrl + REPORT_PATH;
+  await page.goto(target);
+  await submitLogin(page, alice.username, alice.password);
+  await page.waitForURL(target);
+  const otherSite = 'http://other-site.example/';
+  await context.route(otherSite, (route) => route.fulfill({ contentType: 'text/html', body: `<a href="${sidecarUrl}/oauth2/sign_out">Sign out of the portal</a>` }));
+  const followLinkFromOtherSite = async () => {
+    await page.goto(otherSite);
+    await page.getByRole('link', { name: 'Sign out of the portal' }).click();
+    await page.getByRole('heading', { name: 'Sign out?' }).waitFor();
+  };
+
+  await followLinkFromOtherSite();
+  t.pass('the sidecar asks before signing out');
+  t.ok(await cookieFor(context, sidecarUrl, sessionCookieName), 'the session cookie is still there');
+  await page.goto(target);
+  await expectPortalPage(t, page, REPORT_PATH);
+
+  await followLinkFromOtherSite();
+  const isSignedOutPage = (url: URL) => url.origin === new URL(sidecarUrl).origin && url.pathname === '/oauth2/sign_out';
+  await Promise.all([page.waitForURL((url) => url.origin === stack.idp.issuer), page.getByRole('button', { name: 'Sign out' }).click()]);
+  await page.waitForURL(isSignedOutPage, { timeout: 3_000 }).catch(() => confirmAtIdp(page, isSignedOutPage));
+  await t.resolves(page.getByRole('heading', { name: 'Signed out' }).waitFor(), 'the button signed the user out, through the IdP');
+  t.equal(await cookieFor(context, sidecarUrl, sessionCookieName), undefined, 'the session cookie is gone');
+});
+
 t.test('two tabs that asked for different pages each land on their own page after signing in', async (t) => {
   const context = await newContext(t);
   const tabs = [

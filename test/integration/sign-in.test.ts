@@ -151,6 +151,31 @@ for (const storeKind of ['memory', 'redis'] as const) {
       t.match(signedOut.body, /You have signed out/);
       t.match(auditEvents(stack).at(-1), { event: 'logout', user: 'alice' });
     });
+
+    t.test('sign-out asked by another site (a link, a form) is confirmed first: the session stays until then', async (t) => {
+      const { cookieHeader } = await signIn(stack);
+      const crossSite: Array<[string, string, Record<string, string>]> = [
+        ['a link on another site', 'GET', { 'sec-fetch-site': 'cross-site' }],
+        ['a link on a sibling subdomain', 'GET', { 'sec-fetch-site': 'same-site' }],
+        ['a form on another site', 'POST', { 'sec-fetch-site': 'cross-site', origin: 'https://evil.example' }],
+        ['a form, from a browser without Fetch Metadata', 'POST', { origin: 'https://evil.example' }],
+        ['an opaque origin', 'POST', { origin: 'null' }],
+      ];
+      for (const [name, method, headers] of crossSite) {
+        const answer = await request(stack.sidecar.url + '/oauth2/sign_out', { method, headers: { ...NAVIGATION, ...headers, cookie: cookieHeader } });
+        t.equal(answer.status, 200, name);
+        t.match(answer.body, /<form method="post" action="\/oauth2\/sign_out"><button type="submit">Sign out<\/button><\/form>/, `${name}: a button to confirm`);
+        t.notOk(answer.cookies._oidc_sidecar, `${name}: the cookie is not cleared`);
+        t.match(String(answer.headers['content-security-policy']), /frame-ancestors 'none'/, `${name}: the page cannot be framed`);
+        t.equal((await request(stack.sidecar.url + '/echo', { headers: { ...JSON_ACCEPT, cookie: cookieHeader } })).status, 200, `${name}: still signed in`);
+      }
+      t.notMatch(auditEvents(stack).at(-1), { event: 'logout' }, 'no logout was recorded');
+      const confirmed = await request(stack.sidecar.url + '/oauth2/sign_out', { method: 'POST', headers: { ...NAVIGATION, 'sec-fetch-site': 'same-origin', origin: stack.config.publicUrl, cookie: cookieHeader } });
+      t.equal(confirmed.status, 302, 'the button on the confirmation page signs out');
+      t.equal((await request(stack.sidecar.url + '/echo', { headers: { ...JSON_ACCEPT, cookie: cookieHeader } })).status, 401);
+      const back = await request(stack.sidecar.url + '/oauth2/sign_out', { headers: { ...NAVIGATION, 'sec-fetch-site': 'cross-site', cookie: cookieHeader } });
+      t.match(back.body, /You have signed out/, "the provider's redirect back (cross-site, no session left) shows the signed-out page");
+    });
   });
 }
 
