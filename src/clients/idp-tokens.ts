@@ -1,6 +1,7 @@
-import { createRemoteJWKSet, customFetch, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey, type JWTVerifyOptions } from 'jose';
+import { errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey, type JWTVerifyOptions } from 'jose';
 import { isHttpsOrLoopback } from '../config/schema.js';
 import { timedFetch, type IdpEndpoint } from '../metrics/index.js';
+import { KeysUnavailableError, ProviderKeys } from '../oidc/provider-keys.js';
 import type { Clock } from '../session/store.js';
 import { bearerRefusals as refusals, type Refusal } from './reasons.js';
 
@@ -11,7 +12,7 @@ export interface IdpTokenSettings {
 }
 
 export interface IdpTokenOptions {
-  /** Tests shorten the refetch cooldown to show a rotation without waiting; production keeps jose's 30 s. */
+  /** Tests shorten the refetch cooldown to show a rotation without waiting; production keeps 30 s. */
   jwksCooldownMs?: number;
   /** Told of each request to the provider (discovery, key set) and how long it took. */
   onIdpRequest?: (endpoint: IdpEndpoint, seconds: number) => void;
@@ -24,8 +25,6 @@ const ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256
 const DISCOVERY_TIMEOUT_MS = 10_000;
 /** After a failed discovery the provider is not asked again for this long: tokens meanwhile are refused at once. */
 const DISCOVERY_RETRY_MS = 10_000;
-/** jose refetches the key set for an unknown `kid` (key rotation), at most once per cooldown. */
-const JWKS_OPTIONS = { timeoutDuration: 5_000, cooldownDuration: 30_000, cacheMaxAge: 10 * 60_000 };
 
 /**
  * JWT access tokens the identity provider issued to its own client-credentials applications
@@ -33,7 +32,7 @@ const JWKS_OPTIONS = { timeoutDuration: 5_000, cooldownDuration: 30_000, cacheMa
  * discovery, cached, refetched when the provider rotates), and the required roles.
  */
 export class IdpTokenVerifier {
-  #keys: Promise<JWTVerifyGetKey> | undefined;
+  #keys: Promise<ProviderKeys> | undefined;
   /** When discovery last failed: until DISCOVERY_RETRY_MS later, no new attempt. */
   #discoveryFailedAt: number | undefined;
 
@@ -53,18 +52,8 @@ export class IdpTokenVerifier {
     const keys = await this.#keySet();
     if (!keys) return { ok: false, refusal: refusals.idpUnavailable };
     let payload: JWTPayload;
-    // A key set that cannot be fetched (the JWKS endpoint is down, say) is the provider's fault, not the token's.
-    let keysFailed = false;
-    const getKey: JWTVerifyGetKey = async (header, jws) => {
-      try {
-        return await keys(header, jws);
-      } catch (error) {
-        keysFailed = !(error instanceof errors.JWKSNoMatchingKey || error instanceof errors.JWKSMultipleMatchingKeys);
-        throw error;
-      }
-    };
     try {
-      payload = await verifyWithCandidates(token, getKey, {
+      payload = await verifyWithCandidates(token, keys.getKey, {
         issuer: this.settings.issuer,
         audience: this.settings.audience,
         algorithms: ALGORITHMS,
@@ -72,8 +61,9 @@ export class IdpTokenVerifier {
         requiredClaims: ['exp'],
       });
     } catch (error) {
-      if (keysFailed) {
-        this.onKeysError(error);
+      // A key set that cannot be fetched (the JWKS endpoint is down, say) is the provider's fault, not the token's.
+      if (error instanceof KeysUnavailableError) {
+        if (error.fetched) this.onKeysError(error);
         return { ok: false, refusal: refusals.idpUnavailable };
       }
       const { code, message } = error instanceof errors.JOSEError ? error : { code: 'invalid_token', message: 'the token is not acceptable' };
@@ -91,18 +81,27 @@ export class IdpTokenVerifier {
     return { ok: true, clientId, roles, expiresAtSeconds: payload.exp! };
   }
 
+  /** Finds the provider's key set by discovery: its only two requests are the metadata and the key set it names. */
+  async #discover(): Promise<ProviderKeys> {
+    const { issuer } = this.settings;
+    const url = `${issuer.replace(/\/$/, '')}/.well-known/openid-configuration`;
+    const fetchTimed = timedFetch((target) => (target === url ? 'discovery' : 'jwks'), this.options.onIdpRequest ?? (() => undefined));
+    const response = await fetchTimed(url, { signal: AbortSignal.timeout(DISCOVERY_TIMEOUT_MS), redirect: 'error' });
+    if (!response.ok) throw new Error(`${url} answered ${response.status}`);
+    const metadata = (await response.json()) as { issuer?: unknown; jwks_uri?: unknown };
+    if (metadata.issuer !== issuer) throw new Error(`${url} names another issuer`);
+    if (typeof metadata.jwks_uri !== 'string' || !isHttpsOrLoopback(metadata.jwks_uri)) throw new Error(`${url} names no usable jwks_uri`);
+    return new ProviderKeys(metadata.jwks_uri, fetchTimed, this.clock, { cooldownMs: this.options.jwksCooldownMs, onBackgroundError: this.onKeysError });
+  }
+
   /**
    * The provider's key set, found once by discovery. A failed discovery is said once and tried
    * again on a token at least DISCOVERY_RETRY_MS later: tokens naming the provider (anyone can
    * make one) must not turn into one request to a failing provider each.
    */
-  async #keySet(): Promise<JWTVerifyGetKey | undefined> {
+  async #keySet(): Promise<ProviderKeys | undefined> {
     if (this.#keys === undefined && this.#discoveryFailedAt !== undefined && this.clock() - this.#discoveryFailedAt < DISCOVERY_RETRY_MS) return undefined;
-    const keys = (this.#keys ??= discoverKeySet(
-      this.settings.issuer,
-      { ...JWKS_OPTIONS, cooldownDuration: this.options.jwksCooldownMs ?? JWKS_OPTIONS.cooldownDuration },
-      this.options.onIdpRequest ?? (() => undefined),
-    ));
+    const keys = (this.#keys ??= this.#discover());
     try {
       return await keys;
     } catch (error) {
@@ -136,14 +135,4 @@ async function verifyWithCandidates(token: string, getKey: JWTVerifyGetKey, opti
   }
 }
 
-async function discoverKeySet(issuer: string, jwksOptions: typeof JWKS_OPTIONS, onIdpRequest: (endpoint: IdpEndpoint, seconds: number) => void): Promise<JWTVerifyGetKey> {
-  const url = `${issuer.replace(/\/$/, '')}/.well-known/openid-configuration`;
-  // Its only two requests: the metadata, and the key set it names.
-  const fetchTimed = timedFetch((target) => (target === url ? 'discovery' : 'jwks'), onIdpRequest);
-  const response = await fetchTimed(url, { signal: AbortSignal.timeout(DISCOVERY_TIMEOUT_MS), redirect: 'error' });
-  if (!response.ok) throw new Error(`${url} answered ${response.status}`);
-  const metadata = (await response.json()) as { issuer?: unknown; jwks_uri?: unknown };
-  if (metadata.issuer !== issuer) throw new Error(`${url} names another issuer`);
-  if (typeof metadata.jwks_uri !== 'string' || !isHttpsOrLoopback(metadata.jwks_uri)) throw new Error(`${url} names no usable jwks_uri`);
-  return createRemoteJWKSet(new URL(metadata.jwks_uri), { ...jwksOptions, [customFetch]: fetchTimed });
-}
+

@@ -1,4 +1,5 @@
-import { createRemoteJWKSet, customFetch, errors, jwtVerify, type JWTPayload } from 'jose';
+import { errors, jwtVerify, type JWTPayload } from 'jose';
+import { ProviderKeys, type FetchKeys } from './provider-keys.js';
 
 const BACKCHANNEL_LOGOUT_EVENT = 'http://schemas.openid.net/event/backchannel-logout';
 const MAX_LOGOUT_TOKEN_AGE_SECONDS = 300;
@@ -15,20 +16,20 @@ export interface LogoutTarget {
 
 /**
  * Validates OpenID Connect Back-Channel Logout 1.0 logout tokens: signature by the provider's keys
- * (fetched from its `jwks_uri`, cached, refetched on an unknown `kid`), issuer, audience, age, the
+ * (fetched from its `jwks_uri`: see ProviderKeys), issuer, audience, age, the
  * logout event, `sid` or `sub`, and no `nonce`.
  */
 export class LogoutTokenVerifier {
-  readonly #keys: ReturnType<typeof createRemoteJWKSet>;
+  readonly #keys: ProviderKeys;
 
   constructor(
     private readonly issuer: string,
     jwksUri: string,
     private readonly clientId: string,
     private readonly clockSeconds: () => number,
-    fetchKeys: (url: string, options: RequestInit) => Promise<Response> = fetch,
+    fetchKeys: FetchKeys = fetch,
   ) {
-    this.#keys = createRemoteJWKSet(new URL(jwksUri), { timeoutDuration: 5000, [customFetch]: fetchKeys });
+    this.#keys = new ProviderKeys(jwksUri, fetchKeys, () => this.clockSeconds() * 1000);
   }
 
   /**
@@ -36,7 +37,7 @@ export class LogoutTokenVerifier {
    * reason; a failure to fetch the provider's keys throws as it came (the provider may retry).
    */
   async verify(token: string): Promise<LogoutTarget> {
-    const { payload } = await jwtVerify(token, this.#keys, {
+    const { payload } = await jwtVerify(token, this.#keys.getKey, {
       issuer: this.issuer,
       audience: this.clientId,
       maxTokenAge: MAX_LOGOUT_TOKEN_AGE_SECONDS,
@@ -44,7 +45,7 @@ export class LogoutTokenVerifier {
       currentDate: new Date(this.clockSeconds() * 1000),
       requiredClaims: ['iat', 'jti'],
     }).catch((error: unknown) => {
-      if (error instanceof errors.JOSEError && !(error instanceof errors.JWKSTimeout)) throw new LogoutTokenError(error.message);
+      if (error instanceof errors.JOSEError) throw new LogoutTokenError(error.message);
       throw error;
     });
     return logoutTarget(payload);

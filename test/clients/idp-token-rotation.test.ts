@@ -33,7 +33,8 @@ interface Provider {
   readonly requests: { discovery: number; jwks: number };
   stop(): Promise<void>;
   restart(): Promise<void>;
-  token(key: SigningKey, clientId?: string, withKid?: boolean): Promise<string>;
+  /** A token signed with `key`, issued at `at` (ms) and valid for 5 minutes. */
+  token(key: SigningKey, clientId?: string, withKid?: boolean, at?: number): Promise<string>;
 }
 
 async function startProvider(t: Test): Promise<Provider> {
@@ -57,21 +58,27 @@ async function startProvider(t: Test): Promise<Provider> {
     requests,
     stop: () => stopServer(server),
     restart: async () => void (await listen(server, port, '127.0.0.1')),
-    token: (key, clientId = 'nightly-job', withKid = true) =>
+    token: (key, clientId = 'nightly-job', withKid = true, at = Date.now()) =>
       new SignJWT({ client_id: clientId, roles: ['Portal.Api'] })
         .setProtectedHeader({ alg: 'ES256', ...(withKid && { kid: key.kid }), typ: 'at+jwt' })
         .setIssuer(provider.issuer)
         .setAudience(AUDIENCE)
-        .setIssuedAt()
-        .setExpirationTime('5m')
+        .setIssuedAt(Math.floor(at / 1000))
+        .setExpirationTime(Math.floor(at / 1000) + 300)
         .sign(key.privateKey),
   };
   t.teardown(() => (server.listening ? stopServer(server) : undefined));
   return provider;
 }
 
-function verifierFor(provider: Provider, options?: IdpTokenOptions, keyErrors: unknown[] = []): IdpTokenVerifier {
-  return new IdpTokenVerifier({ issuer: provider.issuer, audience: AUDIENCE, requiredRoles: ['Portal.Api'] }, Date.now, (error) => keyErrors.push(error), options);
+function verifierFor(provider: Provider, options?: IdpTokenOptions, keyErrors: unknown[] = [], clock = Date.now): IdpTokenVerifier {
+  return new IdpTokenVerifier({ issuer: provider.issuer, audience: AUDIENCE, requiredRoles: ['Portal.Api'] }, clock, (error) => keyErrors.push(error), options);
+}
+
+/** A clock the test moves on. */
+function testClock(): { now: () => number; advance(ms: number): void } {
+  let now = Date.now();
+  return { now: () => now, advance: (ms) => void (now += ms) };
 }
 
 t.test('one fetch of the key set serves many verifications', async (t) => {
@@ -140,25 +147,84 @@ t.test('with the production cooldown, unknown kids fetch the key set at most onc
   t.equal(provider.requests.jwks, 1, 'a flood of unknown kids does not reach the provider');
 });
 
-t.test('the key set cannot be fetched during a rotation: refused as idp_unavailable, said why, recovered afterwards', async (t) => {
+t.test('the key set cannot be fetched during a rotation: refused as idp_unavailable at once, said why, recovered afterwards', async (t) => {
   const provider = await startProvider(t);
   const [a, b] = await Promise.all([signingKey('key-a'), signingKey('key-b')]);
   provider.published = [a];
   const keyErrors: unknown[] = [];
-  const verifier = verifierFor(provider, NO_COOLDOWN, keyErrors);
+  const clock = testClock();
+  const verifier = verifierFor(provider, NO_COOLDOWN, keyErrors, clock.now);
   t.match(await verifier.verify(await provider.token(a)), { ok: true });
   provider.published = [a, b];
 
   const tokenB = await provider.token(b);
   provider.jwksFailing = true;
   t.same(await verifier.verify(tokenB), { ok: false, refusal: bearerRefusals.idpUnavailable }, 'the JWKS endpoint answers 503');
+  t.equal(provider.requests.jwks, 2);
+  t.same(await verifier.verify(tokenB), { ok: false, refusal: bearerRefusals.idpUnavailable }, 'again, within 10 s');
+  t.equal(provider.requests.jwks, 2, 'not asked again so soon: the token is answered at once');
+  clock.advance(10_000);
   await provider.stop();
-  t.same(await verifier.verify(tokenB), { ok: false, refusal: bearerRefusals.idpUnavailable }, 'the provider is down');
-  t.equal(keyErrors.length, 2, 'each failed fetch is reported');
-  t.match(await verifier.verify(await provider.token(a)), { ok: true }, 'a key already cached still verifies meanwhile');
+  t.same(await verifier.verify(tokenB), { ok: false, refusal: bearerRefusals.idpUnavailable }, '10 s later the provider is down');
+  t.match(keyErrors, [{ message: /could not be fetched: it answered 503/ }, { message: /could not be fetched: fetch failed/ }], 'each failed fetch is said, once');
+  t.match(await verifier.verify(await provider.token(a)), { ok: true }, 'a key already in hand still verifies meanwhile');
 
   await provider.restart();
   provider.jwksFailing = false;
+  clock.advance(10_000);
   t.match(await verifier.verify(tokenB), { ok: true }, 'the provider is back');
   t.equal(provider.requests.discovery, 1, 'discovery is not repeated');
 });
+
+t.test('keys older than 10 minutes are fetched again in the background; a fetch that fails keeps the keys in hand', async (t) => {
+  const provider = await startProvider(t);
+  const [a, b] = await Promise.all([signingKey('key-a'), signingKey('key-b')]);
+  provider.published = [a];
+  const keyErrors: unknown[] = [];
+  const clock = testClock();
+  const verifier = verifierFor(provider, undefined, keyErrors, clock.now);
+  const tokenBy = (key: SigningKey) => provider.token(key, undefined, true, clock.now());
+  t.match(await verifier.verify(await tokenBy(a)), { ok: true });
+
+  provider.jwksFailing = true;
+  clock.advance(10 * 60_000);
+  t.match(await verifier.verify(await tokenBy(a)), { ok: true }, 'due for a refresh, the keys in hand still verify, without waiting for it');
+  await waitFor(() => keyErrors.length === 1);
+  t.equal(provider.requests.jwks, 2, 'the refresh was tried');
+  t.match(keyErrors, [{ message: /could not be fetched: it answered 503/ }], 'and its failure said');
+  t.match(await verifier.verify(await tokenBy(a)), { ok: true }, 'after the failed refresh, the keys in hand still verify');
+  t.equal(provider.requests.jwks, 2, 'a failed refresh is not repeated within 10 s');
+
+  provider.jwksFailing = false;
+  provider.published = [b];
+  clock.advance(10_000);
+  t.match(await verifier.verify(await tokenBy(a)), { ok: true }, 'the next refresh runs in the background too');
+  await waitFor(() => provider.requests.jwks === 3);
+  t.match(await verifier.verify(await tokenBy(b)), { ok: true }, 'once it is done the new key verifies');
+  t.same(await verifier.verify(await tokenBy(a)), { ok: false, refusal: noMatchingKey }, 'and the key the provider withdrew no longer does');
+  t.equal(provider.requests.jwks, 3);
+});
+
+t.test('a provider whose key set cannot be fetched from the start: tokens refused at once while it is retried every 10 s', async (t) => {
+  const provider = await startProvider(t);
+  const a = await signingKey('key-a');
+  provider.published = [a];
+  provider.jwksFailing = true;
+  const keyErrors: unknown[] = [];
+  const clock = testClock();
+  const verifier = verifierFor(provider, undefined, keyErrors, clock.now);
+  for (let i = 0; i < 5; i++) t.same(await verifier.verify(await provider.token(a)), { ok: false, refusal: bearerRefusals.idpUnavailable });
+  t.equal(provider.requests.jwks, 1, 'five tokens, one request');
+  t.equal(keyErrors.length, 1);
+  provider.jwksFailing = false;
+  clock.advance(10_000);
+  t.match(await verifier.verify(await provider.token(a)), { ok: true }, 'retried 10 s later');
+});
+
+/** Resolves once `done()` holds (a background fetch finished); fails the test after 2 s. */
+async function waitFor(done: () => boolean): Promise<void> {
+  for (let waited = 0; !done(); waited += 10) {
+    if (waited > 2_000) throw new Error('timed out waiting for the background fetch');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
