@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { AuditEvent } from '../audit/index.js';
 import { errorSummary, ProviderUnavailableError } from '../oidc/provider.js';
 import { AccessWithdrawnError } from '../oidc/sign-in.js';
@@ -8,6 +9,11 @@ import { requestAuditFields, type Services } from './services.js';
 
 /** Tokens are renewed this long before they expire, so a request never carries an expired one. */
 const TOKEN_EXPIRY_LEEWAY_MS = 5_000;
+/**
+ * Waits between tries to save a renewed session (each try has the store's 2 s time-out): together
+ * well within the refresh lock's 30 s, so no other replica refreshes with the old token meanwhile.
+ */
+const SAVE_RENEWED_RETRY_DELAYS_MS = [250, 1_000, 3_000];
 
 /**
  * The browser session of `req` when it can be told without waiting — the usual case: no cookie, a
@@ -75,7 +81,7 @@ async function renewTokens(services: Services, req: IncomingMessage, cookie: str
       await endAfterFailedRefresh(services, handle, auditFields, error);
       return 'ended';
     }
-    return (await services.sessions.update(handle, refreshed)) ? refreshed : null;
+    return (await saveRenewed(services, handle, refreshed)) ? refreshed : null;
   });
   if (renewed === 'ended') return null;
   if (renewed) {
@@ -90,6 +96,27 @@ async function renewTokens(services: Services, req: IncomingMessage, cookie: str
   // The session stands but its tokens were not renewed: the provider is failing, or the refresh is
   // still running elsewhere. Not a reason to sign the user out.
   throw new ProviderUnavailableError('the tokens are due and were not renewed by the refresh that held the lock');
+}
+
+/**
+ * Saves a renewed session, trying again while the store fails: the provider may have rotated the
+ * refresh token, so the one still in the store may no longer work — a rotated refresh token must
+ * not be lost to a store that stumbled for a moment (DESIGN.md §6).
+ */
+async function saveRenewed(services: Services, handle: SessionHandle, renewed: Session): Promise<boolean> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await services.sessions.update(handle, renewed);
+    } catch (error) {
+      const delayMs = SAVE_RENEWED_RETRY_DELAYS_MS[attempt];
+      if (delayMs === undefined) {
+        services.logger.error({ err: error, user: renewed.user }, 'the renewed session could not be saved: its new refresh token is lost, the next refresh may sign the user out');
+        throw error;
+      }
+      services.logger.warn({ err: error, user: renewed.user }, 'saving the renewed session failed; trying again');
+      await sleep(delayMs);
+    }
+  }
 }
 
 async function endAfterFailedRefresh(services: Services, handle: SessionHandle, auditFields: Omit<AuditEvent, 'event'>, error: unknown): Promise<void> {

@@ -1,6 +1,9 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Redis } from 'ioredis';
 import t from 'tap';
 import { request } from '../support/http.js';
 import { startIdpRelay as startRelay, type IdpRelay as Relay } from '../support/idp-relay.js';
+import { startRedis } from '../support/redis.js';
 import { auditEvents, signIn, startStack } from '../support/stack.js';
 
 t.test('provider.authorizationEndpoint and provider.tokenEndpoint override discovery', async (t) => {
@@ -35,6 +38,41 @@ t.test('cookie type: "persistent" outlives the browser, "session" does not', asy
   }
 });
 
+t.test('the session store stalls right after a refresh: the renewed session is saved once it is back, its rotated refresh token kept', async (t) => {
+  const redis = await startRedis();
+  let offset = 0;
+  let relay: Relay | undefined;
+  const stack = await startStack({
+    clock: () => Date.now() + offset,
+    idp: { accessTokenTtlSeconds: 600, rotateRefreshTokens: true },
+    config: async (idp) => {
+      relay = await startRelay(idp.issuer);
+      return { session: { store: 'redis' }, redis: { url: redis.url }, provider: { tokenEndpoint: `${relay.url}/token` } };
+    },
+  });
+  const admin = new Redis(redis.url);
+  t.teardown(async () => {
+    admin.disconnect();
+    await stack.stop();
+    relay!.stop();
+    await redis.stop();
+  });
+  const { cookieHeader } = await signIn(stack);
+  const page = () => request(stack.sidecar.url + '/echo', { headers: { accept: 'application/json', cookie: cookieHeader } });
+  offset += 11 * 60_000;
+  relay!.delayMs = 300;
+  const answer = page();
+  await sleep(150); // the refresh lock is taken and the refresh is at the provider
+  await admin.call('CLIENT', 'PAUSE', '3000', 'WRITE');
+  t.equal((await answer).status, 200, 'answered once the store took the renewed session (its first save timed out)');
+  relay!.delayMs = 0;
+  t.match(auditEvents(stack).at(-1), { event: 'token_refreshed', user: 'alice' });
+  offset += 11 * 60_000;
+  t.equal((await page()).status, 200, 'the next refresh works: it used the rotated refresh token, which was saved');
+  t.match(auditEvents(stack).at(-1), { event: 'token_refreshed', user: 'alice' });
+  t.notOk(auditEvents(stack).some((event) => event.event === 'refresh_failed'));
+});
+
 t.test('an outage of the token endpoint during a refresh is answered 503 and keeps the session', async (t) => {
   let offset = 0;
   let relay: Relay | undefined;
@@ -61,10 +99,10 @@ t.test('an outage of the token endpoint during a refresh is answered 503 and kee
     t.equal(answer.headers['retry-after'], '5');
   }
   relay!.outage = '503';
-  relay!.outageDelayMs = 300;
+  relay!.delayMs = 300;
   const together = await Promise.all([page(), page()]);
   t.same(together.map((answer) => answer.status), [503, 503], "the request that waited for the other one's refresh is answered 503 too, not signed out");
-  relay!.outageDelayMs = 0;
+  relay!.delayMs = 0;
   t.notOk(auditEvents(stack).some((event) => event.event === 'refresh_failed'), 'no session was ended');
   relay!.outage = undefined;
   t.equal((await page()).status, 200, 'the provider back: the same session is refreshed and used');

@@ -11,8 +11,8 @@ export interface IdpRelay {
    * refusing (`invalid_grant`, as for a revoked refresh token).
    */
   outage: '503' | 'drop' | 'invalid_grant' | undefined;
-  /** How long the relay waits before failing a request (for requests that must overlap). */
-  outageDelayMs: number;
+  /** How long the relay waits before answering or failing a request (for requests that must overlap). */
+  delayMs: number;
   stop(): void;
 }
 
@@ -21,7 +21,7 @@ export async function startIdpRelay(target: string): Promise<IdpRelay> {
   proxy.on('error', (_error, _req, res) => (res as http.ServerResponse).writeHead(502).end());
   const server = http.createServer((req, res) => {
     relay.paths.push(req.url!.split('?')[0]!);
-    if (relay.outage && relay.outageDelayMs > 0) return void setTimeout(() => answer(req, res), relay.outageDelayMs);
+    if (relay.delayMs > 0) return void setTimeout(() => answer(req, res), relay.delayMs);
     answer(req, res);
   });
   const answer = (req: http.IncomingMessage, res: http.ServerResponse) => {
@@ -33,6 +33,6 @@ export async function startIdpRelay(target: string): Promise<IdpRelay> {
     proxy.web(req, res);
   };
   const port = await listen(server, 0, '127.0.0.1');
-  const relay: IdpRelay = { url: `http://127.0.0.1:${port}`, paths: [], outage: undefined, outageDelayMs: 0, stop: () => server.close() };
+  const relay: IdpRelay = { url: `http://127.0.0.1:${port}`, paths: [], outage: undefined, delayMs: 0, stop: () => server.close() };
   return relay;
 }
