@@ -75,6 +75,9 @@ export class IdpTokenVerifier {
   #authorize(payload: JWTPayload): IdpTokenResult {
     const clientId = [payload.client_id, payload.azp, payload.appid].find((value) => typeof value === 'string' && value !== '') as string | undefined;
     if (!clientId) return { ok: false, refusal: refusals.noClientId };
+    // An application acting for a signed-in user (Azure's `scp`, or `idtyp: user`): the portal would
+    // take the user's request for the application's own.
+    if (payload.scp !== undefined || payload.idtyp === 'user') return { ok: false, refusal: refusals.delegated, clientId };
     const roles = Array.isArray(payload.roles) ? payload.roles.filter((role): role is string => typeof role === 'string') : [];
     const missing = this.settings.requiredRoles.filter((role) => !roles.includes(role));
     if (missing.length > 0) return { ok: false, refusal: refusals.missingRoles(missing), clientId };

@@ -41,6 +41,7 @@ export const bearerRefusals = {
   revoked: refusal('revoked', `${BEARER}The token has been revoked.`),
   missingRoles: (roles: readonly string[]) => refusal('missing_roles', `${BEARER}The token lacks required roles: ${quoteNames(roles)}`),
   noClientId: refusal('unknown_client', `${BEARER}The token names no client (client_id, azp or appid).`),
+  delegated: refusal('delegated', `${BEARER}The token was issued for a signed-in user (delegated), not to the application itself.`),
   idpUnavailable: refusal('idp_unavailable', `${BEARER}The identity provider's keys could not be loaded.`),
   route: refusal('route', `${BEARER}The application is not allowed on this path (routes).`),
   /** A jose verification error, by its stable code; its message never quotes the token. */

@@ -33,8 +33,8 @@ interface Provider {
   readonly requests: { discovery: number; jwks: number };
   stop(): Promise<void>;
   restart(): Promise<void>;
-  /** A token signed with `key`, issued at `at` (ms) and valid for 5 minutes. */
-  token(key: SigningKey, clientId?: string, withKid?: boolean, at?: number): Promise<string>;
+  /** A token signed with `key`, issued at `at` (ms) and valid for 5 minutes, with `claims` added. */
+  token(key: SigningKey, clientId?: string, withKid?: boolean, at?: number, claims?: Record<string, unknown>): Promise<string>;
 }
 
 async function startProvider(t: Test): Promise<Provider> {
@@ -58,8 +58,8 @@ async function startProvider(t: Test): Promise<Provider> {
     requests,
     stop: () => stopServer(server),
     restart: async () => void (await listen(server, port, '127.0.0.1')),
-    token: (key, clientId = 'nightly-job', withKid = true, at = Date.now()) =>
-      new SignJWT({ client_id: clientId, roles: ['Portal.Api'] })
+    token: (key, clientId = 'nightly-job', withKid = true, at = Date.now(), claims = {}) =>
+      new SignJWT({ client_id: clientId, roles: ['Portal.Api'], ...claims })
         .setProtectedHeader({ alg: 'ES256', ...(withKid && { kid: key.kid }), typ: 'at+jwt' })
         .setIssuer(provider.issuer)
         .setAudience(AUDIENCE)
@@ -133,6 +133,17 @@ t.test('a token without kid is verified against each key of the set that could h
   t.match(await verifier.verify(await provider.token(b, 'job-b', false)), { ok: true, clientId: 'job-b' }, 'signed by the second of two ES256 keys');
   t.match(await verifier.verify(await provider.token(a, 'job-a', false)), { ok: true, clientId: 'job-a' }, 'and by the first');
   t.match(await verifier.verify(await provider.token(stranger, 'job-x', false)), { ok: false, refusal: { code: 'signature' } }, 'by none of them: refused as a bad signature');
+});
+
+t.test("a token issued for a signed-in user (delegated) is not the application's own: refused", async (t) => {
+  const provider = await startProvider(t);
+  const a = await signingKey('key-a');
+  provider.published = [a];
+  const verifier = verifierFor(provider);
+  const delegated = { ok: false, refusal: bearerRefusals.delegated, clientId: 'spa' };
+  t.same(await verifier.verify(await provider.token(a, 'spa', true, Date.now(), { scp: 'Portal.Read', sub: 'user-1' })), delegated, "Azure's scp claim");
+  t.same(await verifier.verify(await provider.token(a, 'spa', true, Date.now(), { idtyp: 'user' })), delegated, 'idtyp: user');
+  t.match(await verifier.verify(await provider.token(a, 'spa', true, Date.now(), { idtyp: 'app' })), { ok: true, clientId: 'spa' }, "idtyp: app, an application's own");
 });
 
 t.test('with the production cooldown, unknown kids fetch the key set at most once per 30 s', async (t) => {
