@@ -62,10 +62,7 @@ export class IdpTokenVerifier {
       });
     } catch (error) {
       // A key set that cannot be fetched (the JWKS endpoint is down, say) is the provider's fault, not the token's.
-      if (error instanceof KeysUnavailableError) {
-        if (error.fetched) this.onKeysError(error);
-        return { ok: false, refusal: refusals.idpUnavailable };
-      }
+      if (error instanceof KeysUnavailableError) return { ok: false, refusal: refusals.idpUnavailable };
       const { code, message } = error instanceof errors.JOSEError ? error : { code: 'invalid_token', message: 'the token is not acceptable' };
       return { ok: false, refusal: refusals.rejected(code, message) };
     }
@@ -94,7 +91,7 @@ export class IdpTokenVerifier {
     const metadata = (await response.json()) as { issuer?: unknown; jwks_uri?: unknown };
     if (metadata.issuer !== issuer) throw new Error(`${url} names another issuer`);
     if (typeof metadata.jwks_uri !== 'string' || !isHttpsOrLoopback(metadata.jwks_uri)) throw new Error(`${url} names no usable jwks_uri`);
-    return new ProviderKeys(metadata.jwks_uri, fetchTimed, this.clock, { cooldownMs: this.options.jwksCooldownMs, onBackgroundError: this.onKeysError });
+    return new ProviderKeys(metadata.jwks_uri, fetchTimed, this.clock, { cooldownMs: this.options.jwksCooldownMs, onFetchError: this.onKeysError });
   }
 
   /**

@@ -28,8 +28,9 @@ export class LogoutTokenVerifier {
     private readonly clientId: string,
     private readonly clockSeconds: () => number,
     fetchKeys: FetchKeys = fetch,
+    onKeysError: (error: Error) => void = () => undefined,
   ) {
-    this.#keys = new ProviderKeys(jwksUri, fetchKeys, () => this.clockSeconds() * 1000);
+    this.#keys = new ProviderKeys(jwksUri, fetchKeys, () => this.clockSeconds() * 1000, { onFetchError: onKeysError });
   }
 
   /**

@@ -10,36 +10,30 @@ export interface ProviderKeysOptions {
   cooldownMs?: number;
   /** After a failed fetch, none for this long: tokens meanwhile find the keys in hand, or none. */
   retryMs?: number;
-  /** Told why a background fetch failed (nobody waits for it; a waited-for one throws instead). */
-  onBackgroundError?: (error: KeysUnavailableError) => void;
+  /** Told of each fetch that failed, once (however many tokens waited for it). */
+  onFetchError?: (error: KeysUnavailableError) => void;
 }
 
 const DEFAULTS = { maxAgeMs: 10 * 60_000, cooldownMs: 30_000, retryMs: 10_000 };
+/** Keys not fetched again for this long are not used any more: the provider may have withdrawn one. */
+const MAX_STALE_MS = 24 * 60 * 60_000;
 const FETCH_TIMEOUT_MS = 5_000;
 
 /** The provider's key set could not be had: the provider's fault, not the token's. */
-export class KeysUnavailableError extends Error {
-  /** False when no request was made: an earlier fetch failed less than `retryMs` ago. */
-  readonly fetched: boolean;
-
-  constructor(message: string, fetched: boolean, options?: ErrorOptions) {
-    super(message, options);
-    this.fetched = fetched;
-  }
-}
+export class KeysUnavailableError extends Error {}
 
 /**
  * The signing keys an identity provider publishes at its `jwks_uri`, for jose's `jwtVerify`. Unlike
  * jose's remote key set, a fetch that fails keeps the keys in hand (a JWKS endpoint that stumbles
- * while the keys are due for a refresh must not refuse every token), keys due for a refresh are
- * used while the refresh runs, and a failed fetch is not repeated for `retryMs`: during an outage
- * tokens are answered at once rather than each waiting for a request of its own.
+ * while the keys are due for a refresh must not refuse every token) — for a day at most —, keys due
+ * for a refresh are used while the refresh runs, and a failed fetch is not repeated for `retryMs`:
+ * during an outage tokens are answered at once rather than each waiting for a request of its own.
  */
 export class ProviderKeys {
   readonly #maxAgeMs: number;
   readonly #cooldownMs: number;
   readonly #retryMs: number;
-  readonly #onBackgroundError: (error: KeysUnavailableError) => void;
+  readonly #onFetchError: (error: KeysUnavailableError) => void;
   #keys: JWTVerifyGetKey | undefined;
   #fetchedAt = Number.NEGATIVE_INFINITY;
   #failedAt = Number.NEGATIVE_INFINITY;
@@ -54,13 +48,14 @@ export class ProviderKeys {
     this.#maxAgeMs = options.maxAgeMs ?? DEFAULTS.maxAgeMs;
     this.#cooldownMs = options.cooldownMs ?? DEFAULTS.cooldownMs;
     this.#retryMs = options.retryMs ?? DEFAULTS.retryMs;
-    this.#onBackgroundError = options.onBackgroundError ?? (() => undefined);
+    this.#onFetchError = options.onFetchError ?? (() => undefined);
   }
 
   /** The key a token names (jose's `getKey`); throws `KeysUnavailableError` when the key set cannot be had. */
   readonly getKey: JWTVerifyGetKey = async (header, token) => {
-    if (!this.#keys) await this.#refresh();
-    else if (this.clock() - this.#fetchedAt >= this.#maxAgeMs) this.#refresh().catch(this.#reportBackgroundError);
+    const age = this.clock() - this.#fetchedAt;
+    if (!this.#keys || age >= MAX_STALE_MS) await this.#refresh();
+    else if (age >= this.#maxAgeMs) this.#refresh().catch(() => undefined);
     try {
       return await this.#keys!(header, token);
     } catch (error) {
@@ -74,7 +69,7 @@ export class ProviderKeys {
   #refresh(): Promise<void> {
     if (this.#fetching) return this.#fetching;
     if (this.clock() - this.#failedAt < this.#retryMs) {
-      return Promise.reject(new KeysUnavailableError(`the key set at ${this.url} could not be fetched a moment ago`, false));
+      return Promise.reject(new KeysUnavailableError(`the key set at ${this.url} could not be fetched a moment ago`));
     }
     this.#fetching = this.#fetch().then(
       (keys) => {
@@ -83,7 +78,9 @@ export class ProviderKeys {
       },
       (error: unknown) => {
         this.#failedAt = this.clock();
-        throw new KeysUnavailableError(`the key set at ${this.url} could not be fetched: ${error instanceof Error ? error.message : String(error)}`, true, { cause: error });
+        const unavailable = new KeysUnavailableError(`the key set at ${this.url} could not be fetched: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+        this.#onFetchError(unavailable);
+        throw unavailable;
       },
     ).finally(() => {
       this.#fetching = undefined;
@@ -96,8 +93,4 @@ export class ProviderKeys {
     if (!response.ok) throw new Error(`it answered ${response.status}`);
     return createLocalJWKSet((await response.json()) as JSONWebKeySet);
   }
-
-  readonly #reportBackgroundError = (error: unknown): void => {
-    if (error instanceof KeysUnavailableError && error.fetched) this.#onBackgroundError(error);
-  };
 }

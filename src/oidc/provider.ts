@@ -168,7 +168,9 @@ export class OidcProvider {
   logoutTokens(): LogoutTokenVerifier {
     const metadata = this.#ready().serverMetadata();
     if (!metadata.jwks_uri) throw new Error('the identity provider publishes no jwks_uri');
-    this.#logoutTokens ??= new LogoutTokenVerifier(metadata.issuer, metadata.jwks_uri, this.config.provider.clientId, () => Math.floor(this.clock() / 1000), this.#fetch);
+    this.#logoutTokens ??= new LogoutTokenVerifier(metadata.issuer, metadata.jwks_uri, this.config.provider.clientId, () => Math.floor(this.clock() / 1000), this.#fetch, (error) =>
+      this.logger.warn({ err: errorSummary(error) }, "the identity provider's keys for back-channel logout tokens could not be fetched"),
+    );
     return this.#logoutTokens;
   }
 

@@ -14,10 +14,11 @@ const ANSWERED_BY_THE_SIDECAR = 'expect';
  */
 const PATH_OVERRIDES = new Set(['x-original-url', 'x-rewrite-url']);
 /**
- * Headers in which proxies tell the next hop who the client is or which URL it asked for (every
- * `X-Forwarded-*` too). Sent by a peer that is not a trusted proxy, they are the client's own say
- * (`X-Real-IP: 10.0.0.1`, `X-Forwarded-Prefix: /admin`): the portal gets none of them, only the
- * X-Forwarded-For/-Proto/-Host the sidecar sets itself.
+ * Headers in which proxies tell the next hop who the client is, which URL it asked for or which
+ * certificate it showed (every `X-Forwarded-*` too). Sent by a peer that is not a trusted proxy, they
+ * are the client's own say (`X-Real-IP: 10.0.0.1`, `X-Forwarded-Prefix: /admin`): the portal gets
+ * none of them, only the X-Forwarded-For/-Proto/-Host the sidecar sets itself. Spelled with `_`
+ * (which CGI-style portals read as the `-` spelling) they come from no proxy: dropped whoever sends them.
  */
 const FORWARDING_PREFIX = 'x-forwarded-';
 const CLIENT_DESCRIPTIONS = new Set([
@@ -35,6 +36,21 @@ const CLIENT_DESCRIPTIONS = new Set([
   'x-host',
   'front-end-https',
   'x-url-scheme',
+  'x-scheme',
+  'x-arr-ssl',
+  'x-arr-clientcert',
+  'x-client-cert',
+  'x-ssl-client-cert',
+  'ssl-client-cert',
+  'x-original-proto',
+  'x-original-for',
+  'x-original-forwarded-for',
+  'x-originating-ip',
+  'x-remote-ip',
+  'x-remote-addr',
+  'proxy-client-ip',
+  'wl-proxy-client-ip',
+  'x-real-port',
 ]);
 /** Node frames a request body for the next hop from these: they stay whatever `Connection` says. */
 const BODY_FRAMING = new Set(['transfer-encoding', 'content-length']);
@@ -65,7 +81,7 @@ export function portalRequestHeaders(incoming: IncomingHttpHeaders, changes: Por
   for (const name in incoming) {
     if (name === 'cookie' || PATH_OVERRIDES.has(name) || changes.removed?.includes(name)) continue;
     if (!changes.upgrade && endsAtTheSidecar(name, named)) continue;
-    if (!changes.fromTrustedProxy && describesTheClient(name)) continue;
+    if (describesTheClient(name) && (!changes.fromTrustedProxy || name.includes('_'))) continue;
     headers[name] = incoming[name];
   }
   if (changes.cookie) headers.cookie = changes.cookie;

@@ -10,10 +10,11 @@ import { requestAuditFields, type Services } from './services.js';
 /** Tokens are renewed this long before they expire, so a request never carries an expired one. */
 const TOKEN_EXPIRY_LEEWAY_MS = 5_000;
 /**
- * Waits between tries to save a renewed session (each try has the store's 2 s time-out): together
- * well within the refresh lock's 30 s, so no other replica refreshes with the old token meanwhile.
+ * Waits between tries to save a renewed session (each try has the store's 2 s time-out): all of it
+ * fits, with the refresh itself, in the refresh lock's 30 s (sessions.ts), so no other replica
+ * refreshes with the old token meanwhile.
  */
-const SAVE_RENEWED_RETRY_DELAYS_MS = [250, 1_000, 3_000];
+const SAVE_RENEWED_RETRY_DELAYS_MS = [250, 1_000];
 
 /**
  * The browser session of `req` when it can be told without waiting — the usual case: no cookie, a

@@ -10,7 +10,7 @@ const BRACKETED_IPV6 = /^\[([0-9A-Fa-f:.]+)\](?::\d+)?$/;
  * throttle: the peer's address, unless the peer is one of `listen.trustedProxies` (an ingress in
  * front of the sidecar); then X-Forwarded-For is read from the right, past every trusted proxy, and
  * the first address that is not one is the client. A client can prepend what it likes to the
- * header, never past the proxies it went through. The header the portal gets is not changed.
+ * header, never past the proxies it went through. What the portal gets: see portalRequestHeaders.
  */
 export class ClientAddresses {
   readonly #trusted: BlockList | undefined;

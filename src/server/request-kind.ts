@@ -18,10 +18,15 @@ export function isBrowserNavigation(method: string | undefined, headers: Incomin
 /**
  * True for a request another site made the browser send (a link followed, an image, a form posted):
  * Fetch Metadata says so (a sibling subdomain counts as another site), or, from a browser without
- * it, an `Origin` that is not the sidecar's. Requests typed in, bookmarked or sent by a program are not.
+ * it, an `Origin` or `Referer` of another origin. Requests typed in, bookmarked or sent by a program are not.
  */
 export function isCrossSite(headers: IncomingHttpHeaders, ownOrigin: string): boolean {
   const site = headers['sec-fetch-site'];
   if (site !== undefined) return site === 'cross-site' || site === 'same-site';
-  return headers.origin !== undefined && headers.origin !== ownOrigin;
+  if (headers.origin !== undefined) return headers.origin !== ownOrigin;
+  return headers.referer !== undefined && originOf(headers.referer) !== ownOrigin;
+}
+
+function originOf(url: string): string | undefined {
+  return URL.parse(url)?.origin;
 }

@@ -23,9 +23,10 @@ export function sendHtml(res: ServerResponse, status: number, content: PageConte
     'content-length': Buffer.byteLength(html),
     'cache-control': NO_STORE,
     'x-content-type-options': 'nosniff',
-    // No page of the sidecar may be framed: a framed sign-out confirmation could be clicked unawares.
-    'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'",
-    'x-frame-options': 'DENY',
+    // No other site may frame a page of the sidecar (a framed sign-out confirmation could be clicked
+    // unawares); the portal's own framesets may.
+    'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'self'",
+    'x-frame-options': 'SAMEORIGIN',
   });
   res.end(html);
 }

@@ -75,8 +75,8 @@ const UNKNOWN: NoSession = { ok: false, reason: 'unknown' };
 
 /**
  * Longer than the longest refresh it guards — reading the record (2 s at most), the token request
- * (10 s), Microsoft Graph for a group overage (10 s), writing the record (2 s) — so that no other
- * replica refreshes with the same refresh token meanwhile.
+ * (10 s), Microsoft Graph for a group overage (10 s), saving the record (three tries of 2 s, 1.25 s
+ * apart: see browser-auth.ts) — so that no other replica refreshes with the same refresh token meanwhile.
  */
 const REFRESH_LOCK_TTL_MS = 30_000;
 const LOCK_POLL_MS = 50;

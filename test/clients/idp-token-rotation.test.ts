@@ -224,12 +224,33 @@ t.test('a provider whose key set cannot be fetched from the start: tokens refuse
   const keyErrors: unknown[] = [];
   const clock = testClock();
   const verifier = verifierFor(provider, undefined, keyErrors, clock.now);
-  for (let i = 0; i < 5; i++) t.same(await verifier.verify(await provider.token(a)), { ok: false, refusal: bearerRefusals.idpUnavailable });
-  t.equal(provider.requests.jwks, 1, 'five tokens, one request');
-  t.equal(keyErrors.length, 1);
+  const tokens = await Promise.all([1, 2, 3, 4, 5].map(() => provider.token(a)));
+  const answers = await Promise.all(tokens.map((token) => verifier.verify(token)));
+  t.same(answers, tokens.map(() => ({ ok: false, refusal: bearerRefusals.idpUnavailable })));
+  t.same(await verifier.verify(tokens[0]!), { ok: false, refusal: bearerRefusals.idpUnavailable }, 'and one more, after');
+  t.equal(provider.requests.jwks, 1, 'six tokens, one request');
+  t.equal(keyErrors.length, 1, 'its failure said once, not once per token that waited for it');
   provider.jwksFailing = false;
   clock.advance(10_000);
   t.match(await verifier.verify(await provider.token(a)), { ok: true }, 'retried 10 s later');
+});
+
+t.test('keys the provider has not served again for a day are not used any more', async (t) => {
+  const provider = await startProvider(t);
+  const a = await signingKey('key-a');
+  provider.published = [a];
+  const clock = testClock();
+  const verifier = verifierFor(provider, undefined, [], clock.now);
+  const tokenBy = (key: SigningKey) => provider.token(key, undefined, true, clock.now());
+  t.match(await verifier.verify(await tokenBy(a)), { ok: true });
+  provider.jwksFailing = true;
+  clock.advance(23 * 60 * 60_000);
+  t.match(await verifier.verify(await tokenBy(a)), { ok: true }, 'after 23 hours of failed refreshes, still used');
+  clock.advance(60 * 60_000);
+  t.same(await verifier.verify(await tokenBy(a)), { ok: false, refusal: bearerRefusals.idpUnavailable }, 'after 24, refused as idp_unavailable');
+  provider.jwksFailing = false;
+  clock.advance(10_000);
+  t.match(await verifier.verify(await tokenBy(a)), { ok: true }, 'once the provider serves its keys again, accepted');
 });
 
 /** Resolves once `done()` holds (a background fetch finished); fails the test after 2 s. */

@@ -18,6 +18,7 @@ const CLIENT_CLAIMS = {
   X_Forwarded_Prefix: '/admin',
   'X-Forwarded-Server': 'evil.example',
   'X-Original-Host': 'evil.example',
+  'X-ARR-ClientCert': 'MIIB-spoofed-certificate',
 };
 /** The claims the portal must not get from a client: all but X-Forwarded-For, which the sidecar rewrites. */
 const DROPPED_CLAIMS = Object.keys(CLIENT_CLAIMS).filter((name) => name !== 'X-Forwarded-For');
@@ -229,14 +230,18 @@ t.test('requests through a running sidecar', async (t) => {
 t.test("behind a trusted proxy (listen.trustedProxies), the proxy's forwarding headers reach the portal", async (t) => {
   const stack = await startStack({ config: { listen: { trustedProxies: ['127.0.0.1'] }, routes: { public: ['^/public/'] } } });
   t.teardown(() => stack.stop());
-  const answer = await request(stack.sidecar.url + '/public/app.js', { headers: { ...CLIENT_CLAIMS, 'X-Forwarded-Host': 'evil.example', 'X-Forwarded-User': 'mallory' } });
+  const spelledWithUnderscores = { X_Forwarded_Host: 'evil.example', X_Real_IP: '10.6.6.6' };
+  const answer = await request(stack.sidecar.url + '/public/app.js', { headers: { ...CLIENT_CLAIMS, ...spelledWithUnderscores, 'X-Forwarded-Host': 'evil.example', 'X-Forwarded-User': 'mallory' } });
   t.equal(answer.status, 200);
   const received = stack.portal.requests.at(-1)!.headers;
   t.equal(received['x-forwarded-for'], '10.0.0.1, 127.0.0.1', 'appended to');
   t.equal(received.forwarded, CLIENT_CLAIMS.Forwarded);
   t.equal(received['x-real-ip'], '10.0.0.1');
   t.equal(received['x-forwarded-port'], '8443');
-  t.equal(received.x_forwarded_prefix, '/admin');
+  t.equal(received['x-arr-clientcert'], CLIENT_CLAIMS['X-ARR-ClientCert']);
+  t.equal(received.x_forwarded_prefix, undefined, 'spelled with _, from no proxy: dropped (a CGI-style portal reads it as X-Forwarded-Prefix)');
+  t.equal(received.x_forwarded_host, undefined, 'X_Forwarded_Host cannot stand in for the X-Forwarded-Host the sidecar sets');
+  t.equal(received.x_real_ip, undefined);
   t.equal(received['x-forwarded-host'], new URL(stack.config.publicUrl).host, 'the public URL is still the sidecar\'s to say');
   t.equal(received['x-forwarded-user'], undefined, 'identity headers are stripped whoever sends them');
 });

@@ -160,13 +160,14 @@ for (const storeKind of ['memory', 'redis'] as const) {
         ['a form on another site', 'POST', { 'sec-fetch-site': 'cross-site', origin: 'https://evil.example' }],
         ['a form, from a browser without Fetch Metadata', 'POST', { origin: 'https://evil.example' }],
         ['an opaque origin', 'POST', { origin: 'null' }],
+        ['a link, from a browser without Fetch Metadata', 'GET', { referer: 'https://evil.example/page' }],
       ];
       for (const [name, method, headers] of crossSite) {
         const answer = await request(stack.sidecar.url + '/oauth2/sign_out', { method, headers: { ...NAVIGATION, ...headers, cookie: cookieHeader } });
         t.equal(answer.status, 200, name);
         t.match(answer.body, /<form method="post" action="\/oauth2\/sign_out"><button type="submit">Sign out<\/button><\/form>/, `${name}: a button to confirm`);
         t.notOk(answer.cookies._oidc_sidecar, `${name}: the cookie is not cleared`);
-        t.match(String(answer.headers['content-security-policy']), /frame-ancestors 'none'/, `${name}: the page cannot be framed`);
+        t.match(String(answer.headers['content-security-policy']), /frame-ancestors 'self'/, `${name}: another site cannot frame the page`);
         t.equal((await request(stack.sidecar.url + '/echo', { headers: { ...JSON_ACCEPT, cookie: cookieHeader } })).status, 200, `${name}: still signed in`);
       }
       t.notMatch(auditEvents(stack).at(-1), { event: 'logout' }, 'no logout was recorded');
@@ -175,6 +176,15 @@ for (const storeKind of ['memory', 'redis'] as const) {
       t.equal((await request(stack.sidecar.url + '/echo', { headers: { ...JSON_ACCEPT, cookie: cookieHeader } })).status, 401);
       const back = await request(stack.sidecar.url + '/oauth2/sign_out', { headers: { ...NAVIGATION, 'sec-fetch-site': 'cross-site', cookie: cookieHeader } });
       t.match(back.body, /You have signed out/, "the provider's redirect back (cross-site, no session left) shows the signed-out page");
+      const ownPages: Array<[string, Record<string, string>]> = [
+        ['typed in or bookmarked', { 'sec-fetch-site': 'none' }],
+        ["a link on the portal's own page, from a browser without Fetch Metadata", { referer: `${stack.config.publicUrl}/reports` }],
+      ];
+      for (const [name, headers] of ownPages) {
+        const session = await signIn(stack);
+        const out = await request(stack.sidecar.url + '/oauth2/sign_out', { headers: { ...NAVIGATION, ...headers, cookie: session.cookieHeader } });
+        t.equal(out.status, 302, `${name}: signed out at once`);
+      }
     });
   });
 }
