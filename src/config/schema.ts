@@ -213,6 +213,10 @@ const routesSchema = z
   .strictObject({
     public: z.array(regexSource).default([]).describe('path regexes proxied without sign-in'),
     api: z.array(regexSource).default(['^/api/', '^/odata/', '^/scim/']).describe('path regexes answered 401, never redirected'),
+    corsPreflight: z
+      .boolean()
+      .default(false)
+      .describe('CORS preflights (OPTIONS with Origin and Access-Control-Request-Method, no credentials by definition) go to the portal without sign-in, so scripts of other origins can call its APIs'),
     prefix: z
       .string()
       .regex(/^\/[A-Za-z0-9_.~-]+$/, 'must be one path segment such as "/oauth2"')

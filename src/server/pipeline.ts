@@ -29,6 +29,7 @@ const RETRY_SOON = { 'retry-after': '5' };
 export function createRequestHandler(services: Services): (req: IncomingMessage, res: ServerResponse) => void {
   const accessLog = services.config.log.access ? { logger: services.logger.child({ log: 'access' }), clientAddress: (req: IncomingMessage) => services.clientAddresses.of(req) } : undefined;
   const observer = new RequestObserver(services.metrics.http, accessLog);
+  const passCorsPreflights = services.config.routes.corsPreflight;
 
   /** Answers one request; a promise only when a step has to wait (machine credentials, the session store, sign-in). */
   function handle(req: IncomingMessage, res: ServerResponse, observed: ObservedRequest): void | Promise<void> {
@@ -43,7 +44,7 @@ export function createRequestHandler(services: Services): (req: IncomingMessage,
       observed.route = ownEndpointRoute(path.normalized, services.prefix, services.config.provider.redirectPath);
       return handleOwnEndpoint(services, req, res, path.normalized);
     }
-    if (services.publicRoutes.matches(path.normalized)) {
+    if (services.publicRoutes.matches(path.normalized) || (passCorsPreflights && isCorsPreflight(req))) {
       observed.route = 'public';
       return forward(req, res);
     }
@@ -131,6 +132,15 @@ export function createUpgradeHandler(services: Services): (req: IncomingMessage,
       refuseUpgrade(socket, 500, 'Internal Server Error');
     });
   };
+}
+
+/**
+ * A browser asking whether a script of another origin may send a request (`routes.corsPreflight`):
+ * it never carries credentials, so without this the portal could not answer it. One that carries
+ * a credential anyway is no preflight.
+ */
+function isCorsPreflight(req: IncomingMessage): boolean {
+  return req.method === 'OPTIONS' && req.headers.origin !== undefined && req.headers['access-control-request-method'] !== undefined && !carriesMachineCredential(req) && req.headers.cookie === undefined;
 }
 
 /** Cheap pre-check, so browser requests skip the machine-credential step without an await. */

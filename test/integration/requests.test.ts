@@ -227,6 +227,33 @@ t.test('requests through a running sidecar', async (t) => {
   });
 });
 
+t.test('CORS preflights: 401 by default; with routes.corsPreflight, to the portal without sign-in, and only true preflights', async (t) => {
+  const preflight = { origin: 'https://reports.example.com', 'access-control-request-method': 'PUT', 'access-control-request-headers': 'authorization' };
+  const byDefault = await startStack();
+  t.teardown(() => byDefault.stop());
+  const refused = await request(byDefault.sidecar.url + '/api/items', { method: 'OPTIONS', headers: preflight });
+  t.equal(refused.status, 401, 'by default a preflight is a request without credentials like any other');
+  t.equal(byDefault.portal.requests.length, 0);
+
+  const stack = await startStack({ config: { routes: { corsPreflight: true } } });
+  t.teardown(() => stack.stop());
+  const options = (headers: Record<string, string>) => request(stack.sidecar.url + '/api/items', { method: 'OPTIONS', headers });
+  const passed = await options({ ...preflight, 'x-forwarded-user': 'mallory' });
+  t.equal(passed.status, 200, 'the portal answers the preflight');
+  const received = stack.portal.requests.at(-1)!;
+  t.match(received, { method: 'OPTIONS', url: '/api/items' });
+  t.equal(received.headers['x-forwarded-user'], undefined, 'without identity, spoofed identity stripped');
+  t.equal(received.headers['access-control-request-method'], 'PUT');
+  const notPreflights: Array<[string, Record<string, string>]> = [
+    ['OPTIONS without Access-Control-Request-Method', { origin: preflight.origin }],
+    ['OPTIONS without Origin', { 'access-control-request-method': 'PUT' }],
+    ['a "preflight" carrying a bearer token', { ...preflight, authorization: 'Bearer junk' }],
+    ['a "preflight" carrying a cookie', { ...preflight, cookie: '_oidc_sidecar=junk' }],
+  ];
+  for (const [name, headers] of notPreflights) t.equal((await options(headers)).status, 401, `${name}: authenticated like any request`);
+  t.equal(stack.portal.requests.length, 1, 'the portal saw only the true preflight');
+});
+
 t.test("behind a trusted proxy (listen.trustedProxies), the proxy's forwarding headers reach the portal", async (t) => {
   const stack = await startStack({ config: { listen: { trustedProxies: ['127.0.0.1'] }, routes: { public: ['^/public/'] } } });
   t.teardown(() => stack.stop());
