@@ -112,10 +112,17 @@ export class RedisStore implements KeyValueStore {
     return (await this.#bounded(this.#client.set(key, value, 'PX', milliseconds(ttlMs), 'XX'))) === 'OK';
   }
 
-  /** An owned copy: ioredis hands out views of its socket buffers, which must not be kept. */
+  /**
+   * An owned copy: ioredis hands out views of its socket buffers, which must not be kept. A local
+   * copy that differs from what Redis just answered is stale (its invalidation late, or lost with a
+   * connection that died silently): it goes, so the next `getCached` reads Redis.
+   */
   async get(key: string): Promise<Buffer | null> {
     const value = await this.#bounded(this.#client.getBuffer(key));
-    return value && Buffer.from(value);
+    const owned = value && Buffer.from(value);
+    const copy = this.#cache?.peek(key);
+    if (copy !== undefined && (owned === null || !copy.equals(owned))) this.#cache!.forget(key);
+    return owned;
   }
 
   getCached(key: string): Promise<Buffer | null> {
