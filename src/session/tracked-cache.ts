@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { setBounded } from './bounded.js';
 import { systemClock, type Clock } from './store.js';
@@ -10,7 +11,14 @@ export interface TrackedReadCacheOptions {
   maxAgeMs?: number;
   clock?: Clock;
   onError?: (error: unknown) => void;
+  /** How often the invalidation path is proven to work: a key of its own read, written, its invalidation awaited. */
+  canaryIntervalMs?: number;
+  /** How long that invalidation may take before the path counts as broken. */
+  canaryTimeoutMs?: number;
 }
+
+const CANARY_INTERVAL_MS = 10_000;
+const CANARY_TIMEOUT_MS = 3_000;
 
 interface Entry {
   value: Buffer;
@@ -25,7 +33,10 @@ interface Entry {
  *
  * Fail-safe rules: nothing is cached unless tracking is confirmed on the current connections; when
  * either connection closes, every copy is dropped; a value whose key was invalidated while its read
- * was in flight is returned but not kept.
+ * was in flight is returned but not kept. A connection can also die without a word (a firewall
+ * dropping it, a failover that hands the REDIRECT id to another client): so every 10 s a canary key
+ * is read and written, and if its invalidation does not arrive within 3 s every copy is dropped and
+ * the subscriber connection made anew.
  */
 export class TrackedReadCache {
   readonly #entries = new Map<string, Entry>();
@@ -42,6 +53,11 @@ export class TrackedReadCache {
   #closed = false;
   /** The subscriber connection's id while it is subscribed to the invalidations. */
   #subscriberId: number | undefined;
+  /** This replica's canary key (without the prefix), and what its invalidation is awaited by. */
+  readonly #canaryKey = `tracking-canary:${randomUUID()}`;
+  readonly #canaryTimeoutMs: number;
+  readonly #canaryTimer: NodeJS.Timeout;
+  #canaryArrived: (() => void) | undefined;
 
   constructor(
     private readonly client: Redis,
@@ -52,6 +68,8 @@ export class TrackedReadCache {
     this.#maxAgeMs = options.maxAgeMs ?? 60_000;
     this.#clock = options.clock ?? systemClock;
     this.#onError = options.onError ?? (() => undefined);
+    this.#canaryTimeoutMs = options.canaryTimeoutMs ?? CANARY_TIMEOUT_MS;
+    this.#canaryTimer = setInterval(() => void this.#checkInvalidations(), options.canaryIntervalMs ?? CANARY_INTERVAL_MS).unref();
     this.#subscriber = client.duplicate({ keyPrefix: '', autoResubscribe: false, lazyConnect: true });
     this.#subscriber.on('messageBuffer', (_channel: Buffer, keys: unknown) => this.#invalidate(keys));
     this.#subscriber.on('error', (error: unknown) => this.#onError(error));
@@ -105,6 +123,7 @@ export class TrackedReadCache {
 
   close(): void {
     this.#closed = true;
+    clearInterval(this.#canaryTimer);
     this.#stopTracking();
     this.#subscriber.disconnect();
   }
@@ -126,6 +145,7 @@ export class TrackedReadCache {
 
   #invalidate(keys: unknown): void {
     // A null payload means the whole database was flushed.
+    this.#canaryArrived?.();
     if (!Array.isArray(keys)) {
       this.#entries.clear();
       for (const key of this.#readsInFlight.keys()) this.#invalidatedInFlight.add(key);
@@ -135,6 +155,34 @@ export class TrackedReadCache {
       // Redis names keys with their prefix; the copies are kept without it.
       const fullKey = key.toString();
       if (fullKey.startsWith(this.keyPrefix)) this.#dropCopy(fullKey.slice(this.keyPrefix.length));
+    }
+  }
+
+  /**
+   * Proves the invalidation path: reads the canary key (so it is tracked), writes it, and awaits its
+   * invalidation. Without it, the copies cannot be trusted: dropped, and the subscriber reconnects.
+   */
+  async #checkInvalidations(): Promise<void> {
+    if (!this.#tracking || this.#canaryArrived) return;
+    const epoch = this.#epoch;
+    let timer: NodeJS.Timeout | undefined;
+    const arrived = new Promise<boolean>((resolve) => {
+      this.#canaryArrived = () => resolve(true);
+      timer = setTimeout(resolve, this.#canaryTimeoutMs, false);
+    });
+    try {
+      await this.client.get(this.#canaryKey);
+      await this.client.set(this.#canaryKey, '1', 'PX', 60_000);
+      if (!(await arrived) && epoch === this.#epoch && !this.#closed) {
+        this.#onError(new Error(`Redis reported no change of a tracked key within ${this.#canaryTimeoutMs} ms: local copies dropped, invalidation connection made anew`));
+        this.#stopTracking();
+        this.#subscriber.disconnect(true);
+      }
+    } catch (error) {
+      this.#onError(error);
+    } finally {
+      clearTimeout(timer);
+      this.#canaryArrived = undefined;
     }
   }
 
@@ -153,6 +201,8 @@ export class TrackedReadCache {
       await this.#startTracking();
     } catch (error) {
       this.#onError(error);
+      // Unsubscribed, the connection would never carry an invalidation: made anew until it works.
+      if (!this.#closed && this.#subscriberId === undefined) this.#subscriber.disconnect(true);
     }
   }
 

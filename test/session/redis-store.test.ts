@@ -1,10 +1,8 @@
-import net from 'node:net';
 import t, { type Test } from 'tap';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Cluster, Redis } from 'ioredis';
 import { createRedisClient, RedisStore, type RedisConfig } from '../../src/session/redis-store.js';
-import { listen } from '../support/free-port.js';
-import { startRedis } from '../support/redis.js';
+import { startRedis, startRedisRelay } from '../support/redis.js';
 import { runStoreSuite } from './store-suite.js';
 
 const server = await startRedis();
@@ -43,7 +41,7 @@ t.test("redis: getCached sees another replica's change or deletion at once, with
 });
 
 t.test('redis: invalidations lost (a connection dead without a word): a direct read drops the stale local copy', async (t) => {
-  const relay = await startRelay(server.port);
+  const relay = await startRedisRelay(server.port);
   const config = redisConfig();
   const here = new RedisStore(createRedisClient({ ...config, url: relay.url }));
   const there = new RedisStore(createRedisClient(config));
@@ -66,43 +64,6 @@ t.test('redis: invalidations lost (a connection dead without a word): a direct r
   t.equal(await here.get('session'), null);
   t.equal(here.peek('session'), undefined, 'a copy of a deleted key goes too');
 });
-
-/**
- * A TCP relay to Redis that can silence the connections subscribed to invalidations: what Redis
- * sends them is dropped, as on a connection that died without either side noticing.
- */
-async function startRelay(redisPort: number): Promise<{ url: string; silenceSubscribers(): void; stop(): Promise<void> }> {
-  let silenced = false;
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((client) => {
-    const upstream = net.connect(redisPort, '127.0.0.1');
-    let subscriber = false;
-    for (const socket of [client, upstream]) {
-      sockets.add(socket);
-      socket.on('error', () => undefined).on('close', () => {
-        client.destroy();
-        upstream.destroy();
-        sockets.delete(socket);
-      });
-    }
-    client.on('data', (chunk: Buffer) => {
-      if (chunk.toString('latin1').toUpperCase().includes('SUBSCRIBE')) subscriber = true;
-      upstream.write(chunk);
-    });
-    upstream.on('data', (chunk: Buffer) => {
-      if (!(subscriber && silenced)) client.write(chunk);
-    });
-  });
-  const port = await listen(server, 0, '127.0.0.1');
-  return {
-    url: `redis://127.0.0.1:${port}`,
-    silenceSubscribers: () => void (silenced = true),
-    stop: async () => {
-      for (const socket of sockets) socket.destroy();
-      await new Promise((resolve) => server.close(resolve));
-    },
-  };
-}
 
 /** How many times Redis has run `command` so far (INFO commandstats). */
 async function commandCount(client: Redis, command: string): Promise<number> {

@@ -1,7 +1,7 @@
 import { Redis } from 'ioredis';
 import t from 'tap';
 import { TrackedReadCache } from '../../src/session/tracked-cache.js';
-import { startRedis } from '../support/redis.js';
+import { startRedis, startRedisRelay } from '../support/redis.js';
 
 const PREFIX = 'test:';
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -87,4 +87,45 @@ t.test('a local copy that Redis keeps coherent', async (t) => {
     await sleep(50);
     t.equal(String(await cache.get('b', read('b'))), 'changed', 'invalidations flow again after reconnecting');
   });
+});
+
+t.test('invalidations that stop arriving (a connection dead without a word) are noticed by the canary: copies dropped, tracking made anew', async (t) => {
+  const redis = await startRedis();
+  const relay = await startRedisRelay(redis.port);
+  // As the store's client: a command without an answer fails (a subscription made while silenced is made anew).
+  const client = new Redis(relay.url, { keyPrefix: PREFIX, commandTimeout: 500 });
+  const other = new Redis(redis.url, { keyPrefix: PREFIX });
+  const errors: unknown[] = [];
+  const cache = new TrackedReadCache(client, PREFIX, { canaryIntervalMs: 100, canaryTimeoutMs: 300, onError: (error) => errors.push(error) });
+  t.teardown(async () => {
+    cache.close();
+    client.disconnect();
+    other.disconnect();
+    await relay.stop();
+    await redis.stop();
+  });
+  await until(() => cache.tracking);
+  const read = () => client.getBuffer('a');
+  await other.set('a', 'one');
+  t.equal(String(await cache.get('a', read)), 'one');
+  await sleep(500);
+  t.same(errors, [], 'while invalidations arrive, the canary is content');
+  t.equal(String(cache.peek('a')), 'one');
+
+  relay.silenceSubscribers();
+  await other.set('a', 'two');
+  await sleep(50);
+  t.equal(String(cache.peek('a')), 'one', 'the invalidation was lost: the copy is stale');
+  await until(() => cache.peek('a') === undefined, 2_000);
+  t.pass('within the canary interval and time-out, the stale copy is dropped');
+  t.match(errors[0], { message: /reported no change of a tracked key within 300 ms/ });
+  await sleep(1_500);
+  t.notOk(cache.tracking, 'while invalidations cannot arrive, nothing is cached');
+
+  relay.silenceSubscribers(false);
+  await until(() => cache.tracking);
+  t.equal(String(await cache.get('a', read)), 'two', 'tracking made anew: the current value is read and kept');
+  await other.set('a', 'three');
+  await until(() => cache.peek('a') === undefined);
+  t.pass('and invalidations arrive again');
 });

@@ -2,11 +2,11 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { connect, type Socket } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { freePort } from './free-port.js';
+import { freePort, listen } from './free-port.js';
 
 /** A throw-away redis-server on a free loopback port, with nothing persisted. */
 export interface RedisServer {
@@ -176,4 +176,49 @@ async function stopServer(server: ChildProcess, watchdog: ChildProcess): Promise
     clearTimeout(forced);
   }
   running.delete(server);
+}
+
+export interface RedisRelay {
+  /** A redis:// URL through the relay. */
+  url: string;
+  /** From now on (or, with false, no longer) what Redis sends to subscribed connections is dropped. */
+  silenceSubscribers(silence?: boolean): void;
+  stop(): Promise<void>;
+}
+
+/**
+ * A TCP relay to Redis that can silence the connections subscribed to invalidations: what Redis
+ * sends them is dropped, as on a connection that died without either side noticing.
+ */
+export async function startRedisRelay(redisPort: number): Promise<RedisRelay> {
+  let silenced = false;
+  const sockets = new Set<Socket>();
+  const server = createServer((client) => {
+    const upstream = connect(redisPort, '127.0.0.1');
+    let subscriber = false;
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on('error', () => undefined).on('close', () => {
+        client.destroy();
+        upstream.destroy();
+        sockets.delete(socket);
+      });
+    }
+    client.on('data', (chunk: Buffer) => {
+      if (chunk.toString('latin1').toUpperCase().includes('SUBSCRIBE')) subscriber = true;
+      upstream.write(chunk);
+    });
+    upstream.on('data', (chunk: Buffer) => {
+      if (!(subscriber && silenced)) client.write(chunk);
+    });
+  });
+  const port = await listen(server, 0, '127.0.0.1');
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    silenceSubscribers: (silence = true) => void (silenced = silence),
+    stop: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
 }
