@@ -79,7 +79,7 @@ export function portalRequestHeaders(incoming: IncomingHttpHeaders, changes: Por
   const named = changes.upgrade ? undefined : connectionOptions(incoming.connection);
   const headers: IncomingHttpHeaders = {};
   for (const name in incoming) {
-    if (name === 'cookie' || PATH_OVERRIDES.has(name) || changes.removed?.includes(name)) continue;
+    if (name === 'cookie' || isPathOverride(name) || changes.removed?.includes(name)) continue;
     if (!changes.upgrade && endsAtTheSidecar(name, named)) continue;
     if (describesTheClient(name) && (!changes.fromTrustedProxy || name.includes('_'))) continue;
     headers[name] = incoming[name];
@@ -95,8 +95,17 @@ function endsAtTheSidecar(name: string, named: Set<string> | undefined): boolean
 }
 
 function describesTheClient(name: string): boolean {
-  const canonical = name.includes('_') ? name.replaceAll('_', '-') : name;
+  const canonical = dashed(name);
   return canonical.startsWith(FORWARDING_PREFIX) || CLIENT_DESCRIPTIONS.has(canonical);
+}
+
+/** `X_Original_URL` too: CGI-style portals read it as `X-Original-URL`. */
+function isPathOverride(name: string): boolean {
+  return PATH_OVERRIDES.has(dashed(name));
+}
+
+function dashed(name: string): string {
+  return name.includes('_') ? name.replaceAll('_', '-') : name;
 }
 
 /** A response's raw header list (names as sent, repeated headers kept) without hop-by-hop headers. */

@@ -9,12 +9,10 @@ import { requestAuditFields, type Services } from './services.js';
 
 /** Tokens are renewed this long before they expire, so a request never carries an expired one. */
 const TOKEN_EXPIRY_LEEWAY_MS = 5_000;
-/**
- * Waits between tries to save a renewed session (each try has the store's 2 s time-out): all of it
- * fits, with the refresh itself, in the refresh lock's 30 s (sessions.ts), so no other replica
- * refreshes with the old token meanwhile.
- */
-const SAVE_RENEWED_RETRY_DELAYS_MS = [250, 1_000];
+/** Waits between tries to save a renewed session; a try is made only if it ends before the refresh lock does. */
+const SAVE_RENEWED_RETRY_DELAYS_MS = [250, 1_000, 3_000];
+/** The longest one save can take: the record and, when the e-mail changed, its index entries (2 s each). */
+const SAVE_MAX_MS = 4_000;
 
 /**
  * The browser session of `req` when it can be told without waiting — the usual case: no cookie, a
@@ -70,7 +68,7 @@ async function renewTokens(services: Services, req: IncomingMessage, cookie: str
     services.audit.record({ event: 'session_expired', code: 'tokens_expired', reason, ...auditFields });
     return null;
   }
-  const renewed = await services.sessions.withRefreshLock(handle, async () => {
+  const renewed = await services.sessions.withRefreshLock(handle, async (lockExpiresAt) => {
     let refreshed: Session;
     try {
       refreshed = await services.signIn.refresh(session);
@@ -82,7 +80,7 @@ async function renewTokens(services: Services, req: IncomingMessage, cookie: str
       await endAfterFailedRefresh(services, handle, auditFields, error);
       return 'ended';
     }
-    return (await saveRenewed(services, handle, refreshed)) ? refreshed : null;
+    return (await saveRenewed(services, handle, refreshed, lockExpiresAt)) ? refreshed : null;
   });
   if (renewed === 'ended') return null;
   if (renewed) {
@@ -100,17 +98,18 @@ async function renewTokens(services: Services, req: IncomingMessage, cookie: str
 }
 
 /**
- * Saves a renewed session, trying again while the store fails: the provider may have rotated the
- * refresh token, so the one still in the store may no longer work — a rotated refresh token must
- * not be lost to a store that stumbled for a moment (DESIGN.md §6).
+ * Saves a renewed session, trying again while the store fails and the refresh lock lasts (after it,
+ * another replica could refresh with the old token): the provider may have rotated the refresh
+ * token, so the one still in the store may no longer work — a rotated refresh token must not be
+ * lost to a store that stumbled for a moment (DESIGN.md §6).
  */
-async function saveRenewed(services: Services, handle: SessionHandle, renewed: Session): Promise<boolean> {
+async function saveRenewed(services: Services, handle: SessionHandle, renewed: Session, lockExpiresAt: number): Promise<boolean> {
   for (let attempt = 0; ; attempt++) {
     try {
       return await services.sessions.update(handle, renewed);
     } catch (error) {
       const delayMs = SAVE_RENEWED_RETRY_DELAYS_MS[attempt];
-      if (delayMs === undefined) {
+      if (delayMs === undefined || performance.now() + delayMs + SAVE_MAX_MS > lockExpiresAt) {
         services.logger.error({ err: error, user: renewed.user }, 'the renewed session could not be saved: its new refresh token is lost, the next refresh may sign the user out');
         throw error;
       }

@@ -137,10 +137,19 @@ export function createUpgradeHandler(services: Services): (req: IncomingMessage,
 /**
  * A browser asking whether a script of another origin may send a request (`routes.corsPreflight`):
  * it never carries credentials, so without this the portal could not answer it. One that carries
- * a credential anyway is no preflight.
+ * a credential or a body is no preflight.
  */
 function isCorsPreflight(req: IncomingMessage): boolean {
-  return req.method === 'OPTIONS' && req.headers.origin !== undefined && req.headers['access-control-request-method'] !== undefined && !carriesMachineCredential(req) && req.headers.cookie === undefined;
+  const { headers } = req;
+  return (
+    req.method === 'OPTIONS' &&
+    headers.origin !== undefined &&
+    headers['access-control-request-method'] !== undefined &&
+    !carriesMachineCredential(req) &&
+    headers.cookie === undefined &&
+    headers['transfer-encoding'] === undefined &&
+    (headers['content-length'] === undefined || headers['content-length'] === '0')
+  );
 }
 
 /** Cheap pre-check, so browser requests skip the machine-credential step without an await. */

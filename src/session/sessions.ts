@@ -74,9 +74,9 @@ const INVALID: NoSession = { ok: false, reason: 'invalid' };
 const UNKNOWN: NoSession = { ok: false, reason: 'unknown' };
 
 /**
- * Longer than the longest refresh it guards — reading the record (2 s at most), the token request
- * (10 s), Microsoft Graph for a group overage (10 s), saving the record (three tries of 2 s, 1.25 s
- * apart: see browser-auth.ts) — so that no other replica refreshes with the same refresh token meanwhile.
+ * Longer than a refresh it guards — reading the record (2 s at most), the token request (10 s),
+ * Microsoft Graph for a group overage (10 s), saving the record (4 s; tried again only while the
+ * lock lasts: see browser-auth.ts) — so that no other replica refreshes with the same refresh token meanwhile.
  */
 const REFRESH_LOCK_TTL_MS = 30_000;
 const LOCK_POLL_MS = 50;
@@ -242,9 +242,11 @@ export class SessionManager {
    * is still as `handle` saw it. Returns null without running `fn` when another holder had the lock
    * (once it is released, or after 15 s) or the session changed or ended meanwhile: `resume` again.
    */
-  async withRefreshLock<T>(handle: SessionHandle, fn: () => Promise<T>): Promise<T | null> {
+  async withRefreshLock<T>(handle: SessionHandle, fn: (lockExpiresAt: number) => Promise<T>): Promise<T | null> {
     const state = stateOf(handle);
     const lockKey = 'lock:' + state.storeKey;
+    // On performance.now()'s clock: when the lock may be gone, for `fn` to stay within it.
+    const lockExpiresAt = performance.now() + REFRESH_LOCK_TTL_MS;
     const release = await this.#store.tryLock(lockKey, REFRESH_LOCK_TTL_MS);
     if (!release) {
       await this.#waitForRelease(lockKey);
@@ -252,7 +254,7 @@ export class SessionManager {
     }
     try {
       const current = await this.#store.get(state.storeKey);
-      return current?.equals(state.sealed) ? await fn() : null;
+      return current?.equals(state.sealed) ? await fn(lockExpiresAt) : null;
     } finally {
       await release().catch(this.#onError);
     }

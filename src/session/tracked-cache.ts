@@ -58,6 +58,9 @@ export class TrackedReadCache {
   readonly #canaryTimeoutMs: number;
   readonly #canaryTimer: NodeJS.Timeout;
   #canaryArrived: (() => void) | undefined;
+  /** Subscriptions failed in a row: each waits twice as long before the next try (up to a minute). */
+  #subscribeFailures = 0;
+  #subscribing = false;
 
   constructor(
     private readonly client: Redis,
@@ -69,7 +72,7 @@ export class TrackedReadCache {
     this.#clock = options.clock ?? systemClock;
     this.#onError = options.onError ?? (() => undefined);
     this.#canaryTimeoutMs = options.canaryTimeoutMs ?? CANARY_TIMEOUT_MS;
-    this.#canaryTimer = setInterval(() => void this.#checkInvalidations(), options.canaryIntervalMs ?? CANARY_INTERVAL_MS).unref();
+    this.#canaryTimer = setInterval(() => this.#onCanaryTick(), options.canaryIntervalMs ?? CANARY_INTERVAL_MS).unref();
     this.#subscriber = client.duplicate({ keyPrefix: '', autoResubscribe: false, lazyConnect: true });
     this.#subscriber.on('messageBuffer', (_channel: Buffer, keys: unknown) => this.#invalidate(keys));
     this.#subscriber.on('error', (error: unknown) => this.#onError(error));
@@ -145,8 +148,8 @@ export class TrackedReadCache {
 
   #invalidate(keys: unknown): void {
     // A null payload means the whole database was flushed.
-    this.#canaryArrived?.();
     if (!Array.isArray(keys)) {
+      this.#canaryArrived?.();
       this.#entries.clear();
       for (const key of this.#readsInFlight.keys()) this.#invalidatedInFlight.add(key);
       return;
@@ -154,36 +157,42 @@ export class TrackedReadCache {
     for (const key of keys as Buffer[]) {
       // Redis names keys with their prefix; the copies are kept without it.
       const fullKey = key.toString();
+      if (fullKey === this.keyPrefix + this.#canaryKey) this.#canaryArrived?.();
       if (fullKey.startsWith(this.keyPrefix)) this.#dropCopy(fullKey.slice(this.keyPrefix.length));
     }
   }
 
-  /**
-   * Proves the invalidation path: reads the canary key (so it is tracked), writes it, and awaits its
-   * invalidation. Without it, the copies cannot be trusted: dropped, and the subscriber reconnects.
-   */
+  /** Every canary interval: proves the invalidation path, or starts tracking again if it is off while both connections are up. */
+  #onCanaryTick(): void {
+    if (this.#closed || this.#canaryArrived) return;
+    if (this.#tracking) void this.#checkInvalidations();
+    else if (this.#subscriberId !== undefined && this.client.status === 'ready') void this.#startTracking();
+  }
+
+  /** Reads the canary key (so it is tracked), writes it, and awaits its invalidation. */
   async #checkInvalidations(): Promise<void> {
-    if (!this.#tracking || this.#canaryArrived) return;
     const epoch = this.#epoch;
     let timer: NodeJS.Timeout | undefined;
-    const arrived = new Promise<boolean>((resolve) => {
-      this.#canaryArrived = () => resolve(true);
-      timer = setTimeout(resolve, this.#canaryTimeoutMs, false);
-    });
+    const arrived = new Promise<boolean>((resolve) => (this.#canaryArrived = () => resolve(true)));
     try {
       await this.client.get(this.#canaryKey);
       await this.client.set(this.#canaryKey, '1', 'PX', 60_000);
-      if (!(await arrived) && epoch === this.#epoch && !this.#closed) {
-        this.#onError(new Error(`Redis reported no change of a tracked key within ${this.#canaryTimeoutMs} ms: local copies dropped, invalidation connection made anew`));
-        this.#stopTracking();
-        this.#subscriber.disconnect(true);
-      }
+      const timedOut = new Promise<boolean>((resolve) => (timer = setTimeout(resolve, this.#canaryTimeoutMs, false).unref()));
+      if (!(await Promise.race([arrived, timedOut]))) this.#distrust(epoch, `Redis reported no change of a tracked key within ${this.#canaryTimeoutMs} ms`);
     } catch (error) {
-      this.#onError(error);
+      this.#distrust(epoch, error instanceof Error ? error.message : String(error));
     } finally {
       clearTimeout(timer);
       this.#canaryArrived = undefined;
     }
+  }
+
+  /** The invalidation path failed its check: no copy can be trusted, and the subscriber is made anew. */
+  #distrust(epoch: number, why: string): void {
+    if (epoch !== this.#epoch || this.#closed) return;
+    this.#onError(new Error(`the check of the session copies' invalidations failed: ${why}; copies dropped, invalidation connection made anew`));
+    this.#stopTracking();
+    this.#subscriber.disconnect(true);
   }
 
   #stopTracking(): void {
@@ -194,15 +203,22 @@ export class TrackedReadCache {
 
   /** Subscribes a new subscriber connection (its id first: a subscribed connection takes no other command). */
   async #subscribe(): Promise<void> {
+    this.#subscribing = true;
     try {
       const id = (await this.#subscriber.client('ID')) as number;
       await this.#subscriber.subscribe(INVALIDATION_CHANNEL);
       this.#subscriberId = id;
+      this.#subscribeFailures = 0;
       await this.#startTracking();
     } catch (error) {
       this.#onError(error);
-      // Unsubscribed, the connection would never carry an invalidation: made anew until it works.
-      if (!this.#closed && this.#subscriberId === undefined) this.#subscriber.disconnect(true);
+      // Unsubscribed, the connection would never carry an invalidation: made anew, ever less often.
+      const delayMs = Math.min(100 * 2 ** ++this.#subscribeFailures, 60_000);
+      setTimeout(() => {
+        if (!this.#closed && !this.#subscribing && this.#subscriberId === undefined) this.#subscriber.disconnect(true);
+      }, delayMs).unref();
+    } finally {
+      this.#subscribing = false;
     }
   }
 

@@ -93,10 +93,11 @@ t.test('requests through a running sidecar', async (t) => {
     }
     const forwarded = await request(url('/admin'), { headers: { ...JSON_ACCEPT, 'x-original-url': '/public/x', 'x-forwarded-uri': '/public/x' } });
     t.equal(forwarded.status, 401, 'a forwarded header does not make a route public');
-    const rewriting = await request(url('/public/x'), { headers: { ...JSON_ACCEPT, 'x-original-url': '/admin', 'X-Rewrite-URL': '/admin' } });
+    const rewriting = await request(url('/public/x'), { headers: { ...JSON_ACCEPT, 'x-original-url': '/admin', 'X-Rewrite-URL': '/admin', X_Original_URL: '/admin' } });
     t.equal(rewriting.status, 200);
     t.notOk(lastPortalRequest().headers['x-original-url'], 'no header that makes IIS or a framework serve another path reaches the portal');
     t.notOk(lastPortalRequest().headers['x-rewrite-url']);
+    t.notOk(lastPortalRequest().headers.x_original_url, 'in no spelling (CGI-style portals read X_Original_URL as X-Original-URL)');
   });
 
   t.test('a tampered, unknown or garbage cookie is a sign-in, never an error page', async (t) => {
@@ -251,6 +252,8 @@ t.test('CORS preflights: 401 by default; with routes.corsPreflight, to the porta
     ['a "preflight" carrying a cookie', { ...preflight, cookie: '_oidc_sidecar=junk' }],
   ];
   for (const [name, headers] of notPreflights) t.equal((await options(headers)).status, 401, `${name}: authenticated like any request`);
+  const withBody = await request(stack.sidecar.url + '/api/items', { method: 'OPTIONS', headers: { ...preflight, 'content-type': 'text/plain', 'content-length': '6' }, body: 'rm -rf' });
+  t.equal(withBody.status, 401, 'a "preflight" with a body: authenticated like any request');
   t.equal(stack.portal.requests.length, 1, 'the portal saw only the true preflight');
 });
 
