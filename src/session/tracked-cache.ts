@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { setBounded } from './bounded.js';
-import { systemClock, type Clock } from './store.js';
+import type { Clock } from './store.js';
 
 const INVALIDATION_CHANNEL = '__redis__:invalidate';
 
@@ -9,6 +9,7 @@ export interface TrackedReadCacheOptions {
   maxEntries?: number;
   /** A safety net: a copy older than this is read again even without an invalidation. */
   maxAgeMs?: number;
+  /** Any clock in milliseconds (tests step it); by default a monotonic one. */
   clock?: Clock;
   onError?: (error: unknown) => void;
   /** How often the invalidation path is proven to work: a key of its own read, written, its invalidation awaited. */
@@ -69,7 +70,8 @@ export class TrackedReadCache {
   ) {
     this.#maxEntries = options.maxEntries ?? 10_000;
     this.#maxAgeMs = options.maxAgeMs ?? 60_000;
-    this.#clock = options.clock ?? systemClock;
+    // Monotonic: a wall clock stepped back would keep copies past their maximum age.
+    this.#clock = options.clock ?? (() => performance.now());
     this.#onError = options.onError ?? (() => undefined);
     this.#canaryTimeoutMs = options.canaryTimeoutMs ?? CANARY_TIMEOUT_MS;
     this.#canaryTimer = setInterval(() => this.#onCanaryTick(), options.canaryIntervalMs ?? CANARY_INTERVAL_MS).unref();
