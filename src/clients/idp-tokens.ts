@@ -134,5 +134,3 @@ async function verifyWithCandidates(token: string, getKey: JWTVerifyGetKey, opti
     throw new errors.JWSSignatureVerificationFailed();
   }
 }
-
-

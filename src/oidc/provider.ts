@@ -103,9 +103,9 @@ export class OidcProvider {
     return this.#resolveGroupOverage(toTokenSet(response, undefined, this.clock()));
   }
 
-  /** Uses a refresh token; keeps the previous claims when the provider sends no new ID token. */
   /**
-   * Renews tokens with a refresh token. Throws the provider's refusal as it is (the session ends),
+   * Renews tokens with a refresh token, keeping the previous claims when the provider sends no new
+   * ID token. Throws the provider's refusal as it is (the session ends),
    * but an outage — unreachable, too slow, a 5xx — as `ProviderUnavailableError` (answered 503, the
    * session kept and refreshed on a later request).
    */
@@ -203,7 +203,6 @@ export class OidcProvider {
     configuration[client.customFetch] = this.#fetch;
     return configuration;
   }
-
 }
 
 /**

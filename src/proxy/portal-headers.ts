@@ -79,9 +79,11 @@ export function portalRequestHeaders(incoming: IncomingHttpHeaders, changes: Por
   const named = changes.upgrade ? undefined : connectionOptions(incoming.connection);
   const headers: IncomingHttpHeaders = {};
   for (const name in incoming) {
-    if (name === 'cookie' || isPathOverride(name) || changes.removed?.includes(name)) continue;
+    // `X_Original_URL` is `X-Original-URL` to a CGI-style portal; from a proxy it never comes.
+    const dashed = name.includes('_') ? name.replaceAll('_', '-') : name;
+    if (name === 'cookie' || PATH_OVERRIDES.has(dashed) || changes.removed?.includes(name)) continue;
     if (!changes.upgrade && endsAtTheSidecar(name, named)) continue;
-    if (describesTheClient(name) && (!changes.fromTrustedProxy || name.includes('_'))) continue;
+    if (describesTheClient(dashed) && (!changes.fromTrustedProxy || dashed !== name)) continue;
     headers[name] = incoming[name];
   }
   if (changes.cookie) headers.cookie = changes.cookie;
@@ -95,17 +97,7 @@ function endsAtTheSidecar(name: string, named: Set<string> | undefined): boolean
 }
 
 function describesTheClient(name: string): boolean {
-  const canonical = dashed(name);
-  return canonical.startsWith(FORWARDING_PREFIX) || CLIENT_DESCRIPTIONS.has(canonical);
-}
-
-/** `X_Original_URL` too: CGI-style portals read it as `X-Original-URL`. */
-function isPathOverride(name: string): boolean {
-  return PATH_OVERRIDES.has(dashed(name));
-}
-
-function dashed(name: string): string {
-  return name.includes('_') ? name.replaceAll('_', '-') : name;
+  return name.startsWith(FORWARDING_PREFIX) || CLIENT_DESCRIPTIONS.has(name);
 }
 
 /** A response's raw header list (names as sent, repeated headers kept) without hop-by-hop headers. */

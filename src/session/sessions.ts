@@ -240,7 +240,7 @@ export class SessionManager {
   /**
    * Runs `fn` (a token refresh) while holding the session's lock across all replicas, if the session
    * is still as `handle` saw it. Returns null without running `fn` when another holder had the lock
-   * (once it is released, or after 15 s) or the session changed or ended meanwhile: `resume` again.
+   * (once it is released, or after 30 s) or the session changed or ended meanwhile: `resume` again.
    */
   async withRefreshLock<T>(handle: SessionHandle, fn: (lockExpiresAt: number) => Promise<T>): Promise<T | null> {
     const state = stateOf(handle);

@@ -75,6 +75,21 @@ function verifierFor(provider: Provider, options?: IdpTokenOptions, keyErrors: u
   return new IdpTokenVerifier({ issuer: provider.issuer, audience: AUDIENCE, requiredRoles: ['Portal.Api'] }, clock, (error) => keyErrors.push(error), options);
 }
 
+/**
+ * A provider with two keys, publishing `a` only, and a verifier of its tokens on a clock the test
+ * moves on; `tokenBy` signs a token issued at that clock's time.
+ */
+async function clockedCase(t: Test, options?: IdpTokenOptions) {
+  const provider = await startProvider(t);
+  const [a, b] = await Promise.all([signingKey('key-a'), signingKey('key-b')]);
+  provider.published = [a];
+  const keyErrors: unknown[] = [];
+  const clock = testClock();
+  const verifier = verifierFor(provider, options, keyErrors, clock.now);
+  const tokenBy = (key: SigningKey) => provider.token(key, undefined, true, clock.now());
+  return { provider, a, b, keyErrors, clock, verifier, tokenBy };
+}
+
 /** A clock the test moves on. */
 function testClock(): { now: () => number; advance(ms: number): void } {
   let now = Date.now();
@@ -159,12 +174,7 @@ t.test('with the production cooldown, unknown kids fetch the key set at most onc
 });
 
 t.test('the key set cannot be fetched during a rotation: refused as idp_unavailable at once, said why, recovered afterwards', async (t) => {
-  const provider = await startProvider(t);
-  const [a, b] = await Promise.all([signingKey('key-a'), signingKey('key-b')]);
-  provider.published = [a];
-  const keyErrors: unknown[] = [];
-  const clock = testClock();
-  const verifier = verifierFor(provider, NO_COOLDOWN, keyErrors, clock.now);
+  const { provider, a, b, keyErrors, clock, verifier } = await clockedCase(t, NO_COOLDOWN);
   t.match(await verifier.verify(await provider.token(a)), { ok: true });
   provider.published = [a, b];
 
@@ -188,13 +198,7 @@ t.test('the key set cannot be fetched during a rotation: refused as idp_unavaila
 });
 
 t.test('keys older than 10 minutes are fetched again in the background; a fetch that fails keeps the keys in hand', async (t) => {
-  const provider = await startProvider(t);
-  const [a, b] = await Promise.all([signingKey('key-a'), signingKey('key-b')]);
-  provider.published = [a];
-  const keyErrors: unknown[] = [];
-  const clock = testClock();
-  const verifier = verifierFor(provider, undefined, keyErrors, clock.now);
-  const tokenBy = (key: SigningKey) => provider.token(key, undefined, true, clock.now());
+  const { provider, a, b, keyErrors, clock, verifier, tokenBy } = await clockedCase(t);
   t.match(await verifier.verify(await tokenBy(a)), { ok: true });
 
   provider.jwksFailing = true;
@@ -217,13 +221,8 @@ t.test('keys older than 10 minutes are fetched again in the background; a fetch 
 });
 
 t.test('a provider whose key set cannot be fetched from the start: tokens refused at once while it is retried every 10 s', async (t) => {
-  const provider = await startProvider(t);
-  const a = await signingKey('key-a');
-  provider.published = [a];
+  const { provider, a, keyErrors, clock, verifier } = await clockedCase(t);
   provider.jwksFailing = true;
-  const keyErrors: unknown[] = [];
-  const clock = testClock();
-  const verifier = verifierFor(provider, undefined, keyErrors, clock.now);
   const tokens = await Promise.all([1, 2, 3, 4, 5].map(() => provider.token(a)));
   const answers = await Promise.all(tokens.map((token) => verifier.verify(token)));
   t.same(answers, tokens.map(() => ({ ok: false, refusal: bearerRefusals.idpUnavailable })));
@@ -236,12 +235,7 @@ t.test('a provider whose key set cannot be fetched from the start: tokens refuse
 });
 
 t.test('keys the provider has not served again for a day are not used any more', async (t) => {
-  const provider = await startProvider(t);
-  const a = await signingKey('key-a');
-  provider.published = [a];
-  const clock = testClock();
-  const verifier = verifierFor(provider, undefined, [], clock.now);
-  const tokenBy = (key: SigningKey) => provider.token(key, undefined, true, clock.now());
+  const { provider, a, verifier, clock, tokenBy } = await clockedCase(t);
   t.match(await verifier.verify(await tokenBy(a)), { ok: true });
   provider.jwksFailing = true;
   clock.advance(23 * 60 * 60_000);
