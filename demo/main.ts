@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { configSchema } from '../src/config/schema.js';
-import { createLogger } from '../src/log/index.js';
+import { createLogger, logProcessWarnings } from '../src/log/index.js';
 import { startSidecar } from '../src/server/index.js';
 import { DEMO_USERS, startIdp, type TestUser } from '../test/support/idp.js';
 import { startPortal } from '../test/support/portal.js';
@@ -50,7 +50,9 @@ async function main(): Promise<void> {
       provider: { issuerUrl: idp.issuer, clientId: CLIENT_ID, clientSecret },
       session: { store: 'memory', secret: randomBytes(32).toString('base64url') },
     });
-    const sidecar = await startSidecar(config, { logger: createLogger(config.log.level) });
+    const logger = createLogger(config.log.level);
+    logProcessWarnings(logger);
+    const sidecar = await startSidecar(config, { logger });
     stops.push(() => sidecar.close());
     printBanner({ publicUrl, issuer: idp.issuer, portalUrl: portal.url, metricsUrl: sidecar.metricsUrl });
   } catch (error) {

@@ -6,7 +6,7 @@ import { stringify as toYaml } from 'yaml';
 import { AUDIT_OPTIONS, AUDIT_SUMMARY, AUDIT_USAGE, runAuditCommand } from './audit/index.js';
 import { ApplicationRegistry, ApplicationsError, hashSecret, readSecretLine, TokenIssuer, type SecretInput } from './clients/index.js';
 import { ConfigError, formatConfigProblems, loadConfig, redactConfig, type Config, type LoadedConfig } from './config/index.js';
-import { createLogger, type Logger } from './log/index.js';
+import { createLogger, logProcessWarnings, type Logger } from './log/index.js';
 import { providerClientAuth } from './oidc/provider.js';
 import { startSidecar, type RunningSidecar } from './server/index.js';
 import { runSessionsCommand, SESSIONS_OPTIONS, SESSIONS_SUMMARY, SESSIONS_USAGE } from './session/index.js';
@@ -184,6 +184,7 @@ async function start(args: ParsedArgs, io: CliIo): Promise<number> {
   if (!loaded) return EXIT_FAILURE;
   const { config, warnings } = loaded;
   const logger = createLogger(config.log.level, io.stdout);
+  logProcessWarnings(logger);
   for (const warning of warnings) logger.warn(warning);
   // A signal while starting (provider discovery may take seconds) ends the process at once.
   const exitWhileStarting = (signal: NodeJS.Signals) => {

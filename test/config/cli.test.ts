@@ -140,14 +140,18 @@ t.test('start (the default command) serves until SIGTERM, then drains and closes
     upstream: { url: portal.url },
     publicUrl,
     provider: { issuerUrl: idp.issuer, clientId: 'portal' },
+    routes: { public: ['^/public/'] },
   });
   const child = spawn(process.execPath, ['--import', 'tsx', CLI, '--config', file], { env: { ...process.env, ...SECRET_ENV } });
   let output = '';
+  let errorOutput = '';
   child.stdout.on('data', (chunk: Buffer) => (output += String(chunk)));
+  child.stderr.on('data', (chunk: Buffer) => (errorOutput += String(chunk)));
   const exited = once(child, 'exit');
   await until(() => output.includes('oidc-sidecar started'));
   const answer = await request(`${publicUrl}/page`, { headers: { accept: 'application/json' } });
   t.equal(answer.status, 401, 'it serves');
+  t.equal((await request(`${publicUrl}/public/page`)).status, 200, 'and forwards to the portal');
   const { metricsUrl } = JSON.parse(output.split('\n').find((line) => line.includes('oidc-sidecar started'))!) as { metricsUrl: string };
   t.equal((await request(`${metricsUrl}/readyz`)).status, 200);
   child.kill('SIGTERM');
@@ -163,6 +167,7 @@ t.test('start (the default command) serves until SIGTERM, then drains and closes
   t.match(lines[0], { level: 40, msg: /^session\.idleTimeoutMinutes is 90/ });
   t.match(output, /"msg":"closed"/);
   t.notOk(output.includes(SESSION_SECRET) || output.includes(CLIENT_SECRET), 'no secret logged');
+  t.equal(errorOutput, '', 'nothing on stderr: Node 22 and later warn about http-proxy (see test/log)');
 });
 
 t.test('a signal while the sidecar is still starting ends it at once', async (t) => {

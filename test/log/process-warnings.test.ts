@@ -1,0 +1,40 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import t from 'tap';
+
+const LOG = fileURLToPath(new URL('../../src/log/index.ts', import.meta.url));
+
+/** A process that logs its warnings as the sidecar does, then has Node emit the warnings given. */
+async function runEmitting(warnings: { message: string; type?: string; code: string }[]): Promise<{ stdout: string; stderr: string }> {
+  const script = `
+    const { createLogger, logProcessWarnings } = await import(${JSON.stringify(LOG)});
+    logProcessWarnings(createLogger('info'));
+    for (const { message, ...options } of ${JSON.stringify(warnings)}) process.emitWarning(message, options);
+  `;
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script]);
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => (stdout += String(chunk)));
+  child.stderr.on('data', (chunk: Buffer) => (stderr += String(chunk)));
+  const [code] = await once(child, 'exit');
+  if (code !== 0) throw new Error(`the process exited with ${String(code)}: ${stderr}`);
+  return { stdout, stderr };
+}
+
+t.test("Node's warnings become JSON log lines; http-proxy's known deprecation is left out", async (t) => {
+  const { stdout, stderr } = await runEmitting([
+    // What Node 22 and later emit when http-proxy forwards a request.
+    { message: 'The `util._extend` API is deprecated. Please use Object.assign() instead.', type: 'DeprecationWarning', code: 'DEP0060' },
+    { message: 'Possible EventEmitter memory leak detected.', type: 'MaxListenersExceededWarning', code: 'TEST_WARNING' },
+  ]);
+  t.equal(stderr, '', "Node's own plain-text lines are gone");
+  const lines = stdout.trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+  t.equal(lines.length, 1);
+  t.match(lines[0], {
+    level: 40,
+    msg: 'process warning',
+    warning: { name: 'MaxListenersExceededWarning', code: 'TEST_WARNING', message: 'Possible EventEmitter memory leak detected.' },
+  });
+  t.notMatch(stdout, /util\._extend|DEP0060/);
+});
