@@ -1,7 +1,7 @@
 import { errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey, type JWTVerifyOptions } from 'jose';
 import { isHttpsOrLoopback } from '../config/schema.js';
 import { timedFetch, type IdpEndpoint } from '../metrics/index.js';
-import { KeysUnavailableError, ProviderKeys } from '../oidc/provider-keys.js';
+import { KeysUnavailableError, PROVIDER_CLOCK_TOLERANCE_SECONDS, ProviderKeys } from '../oidc/provider-keys.js';
 import type { Clock } from '../session/store.js';
 import { bearerRefusals as refusals, type Refusal } from './reasons.js';
 
@@ -58,6 +58,7 @@ export class IdpTokenVerifier {
         audience: this.settings.audience,
         algorithms: ALGORITHMS,
         currentDate: new Date(this.clock()),
+        clockTolerance: PROVIDER_CLOCK_TOLERANCE_SECONDS,
         requiredClaims: ['exp'],
       });
     } catch (error) {

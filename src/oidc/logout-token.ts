@@ -1,5 +1,5 @@
 import { errors, jwtVerify, type JWTPayload } from 'jose';
-import { ProviderKeys, type FetchKeys } from './provider-keys.js';
+import { PROVIDER_CLOCK_TOLERANCE_SECONDS, ProviderKeys, type FetchKeys } from './provider-keys.js';
 
 const BACKCHANNEL_LOGOUT_EVENT = 'http://schemas.openid.net/event/backchannel-logout';
 const MAX_LOGOUT_TOKEN_AGE_SECONDS = 300;
@@ -42,6 +42,7 @@ export class LogoutTokenVerifier {
       issuer: this.issuer,
       audience: this.clientId,
       maxTokenAge: MAX_LOGOUT_TOKEN_AGE_SECONDS,
+      clockTolerance: PROVIDER_CLOCK_TOLERANCE_SECONDS,
       typ: undefined,
       currentDate: new Date(this.clockSeconds() * 1000),
       requiredClaims: ['iat', 'jti'],

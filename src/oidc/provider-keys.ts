@@ -19,6 +19,13 @@ const DEFAULTS = { maxAgeMs: 10 * 60_000, cooldownMs: 30_000, retryMs: 10_000 };
 const MAX_STALE_MS = 24 * 60 * 60_000;
 const FETCH_TIMEOUT_MS = 5_000;
 
+/**
+ * How far the provider's clock may be ahead of or behind ours for the tokens it signs (`iat`, `nbf`,
+ * `exp`): as openid-client allows for ID tokens. Without it, a provider a second ahead has every fresh
+ * token refused.
+ */
+export const PROVIDER_CLOCK_TOLERANCE_SECONDS = 30;
+
 /** The provider's key set could not be had: the provider's fault, not the token's. */
 export class KeysUnavailableError extends Error {}
 

@@ -37,6 +37,18 @@ t.test('back-channel logout from the provider ends the session on every replica'
   t.match(auditEvents(stack).at(-1), { event: 'backchannel_logout', method: 'backchannel', reason: '1 session(s) ended by the identity provider' });
 });
 
+t.test("back-channel logout works with a provider whose clock is ahead of the sidecar's (tolerance 30 s)", async (t) => {
+  const stack = await startStack({ backchannelLogout: true, clock: () => Date.now() - 20_000 });
+  t.teardown(() => stack.stop());
+  const jar = new CookieJar();
+  const cookie = await signInKeepingIdpSession(stack, jar);
+  t.equal(await status(stack.sidecar.url, cookie), 200);
+  const discovery = (await (await fetch(stack.idp.url('/.well-known/openid-configuration'))).json()) as { end_session_endpoint: string };
+  await signOutWithoutBrowser(`${discovery.end_session_endpoint}?client_id=${CLIENT_ID}`, jar);
+  t.equal(await status(stack.sidecar.url, cookie), 401, 'the logout token, issued "20 s in the future", was taken');
+  t.match(auditEvents(stack).at(-1), { event: 'backchannel_logout', reason: '1 session(s) ended by the identity provider' });
+});
+
 t.test('a back-channel logout token naming only the user (sub, no sid) ends every session of that user', async (t) => {
   const logoutTokens: string[] = [];
   const stack = await startStack({
