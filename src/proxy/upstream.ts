@@ -49,6 +49,7 @@ export function createUpstream(options: UpstreamOptions): Upstream {
   // up to a bound.
   const agent = new http.Agent({ keepAlive: true, maxFreeSockets: 64, timeout: 60_000 });
   const proxy = httpProxy.createProxyServer({ target: options.target.href, agent, ws: true, xfwd: false, selfHandleResponse: true });
+  removeDeleteLengthPass(proxy);
   const forwardedProto = options.publicUrl.protocol.slice(0, -1);
   const forwardedHost = options.publicUrl.host;
 
@@ -114,6 +115,19 @@ export function createUpstream(options: UpstreamOptions): Upstream {
       agent.destroy();
     },
   };
+}
+
+/**
+ * http-proxy's `deleteLength` pass gives a DELETE or OPTIONS without Content-Length a
+ * `Content-Length: 0` and drops its `Transfer-Encoding` — and still streams the body, which the portal
+ * then reads as a request of its own, past every check of the sidecar (request smuggling:
+ * node-http-proxy#1720, unfixed in 1.18.1). Without the pass Node frames such a request as it came.
+ */
+function removeDeleteLengthPass(proxy: httpProxy): void {
+  const { webPasses } = proxy as unknown as { webPasses: Array<{ name: string }> };
+  const at = webPasses.findIndex((pass) => pass.name === 'deleteLength');
+  if (at === -1) throw new Error("http-proxy's deleteLength pass is gone: check what its new version does with a chunked DELETE");
+  webPasses.splice(at, 1);
 }
 
 function classify(error: NodeJS.ErrnoException): UpstreamFailure {

@@ -163,6 +163,23 @@ t.test('requests through a running sidecar', async (t) => {
     }
   });
 
+  t.test('a chunked DELETE or OPTIONS reaches the portal with its body, which cannot smuggle a request of its own', async (t) => {
+    for (const method of ['DELETE', 'OPTIONS']) {
+      const before = stack.portal.requests.length;
+      // What the portal would take for a second request had the body been sent unframed (node-http-proxy#1720).
+      const smuggled = `GET /public/smuggled HTTP/1.1\r\nHost: portal\r\nX-Forwarded-User: admin\r\n\r\n`;
+      const head = `${method} /public/items/1 HTTP/1.1\r\nHost: ${new URL(stack.sidecar.url).host}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n`;
+      const answer = await rawExchange(url('/'), head + `${smuggled.length.toString(16)}\r\n${smuggled}\r\n0\r\n\r\n`);
+      t.match(answer, /^HTTP\/1.1 200 /, method);
+      await waitFor(() => stack.portal.requests.length > before);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const received = stack.portal.requests.slice(before);
+      t.same(received.map(({ method, url }) => `${method} ${url}`), [`${method} /public/items/1`], `${method}: one request reached the portal`);
+      t.equal(received[0]!.bodyLength, smuggled.length, `${method}: with its whole body`);
+      t.equal(received[0]!.headers['transfer-encoding'], 'chunked', `${method}: framed as sent`);
+    }
+  });
+
   t.test('a request that expects 100-continue is forwarded like any other', async (t) => {
     const body = randomBytes(64 * 1024);
     const answer = await request(url('/echo'), { method: 'PUT', headers: { ...JSON_ACCEPT, cookie: cookieHeader, expect: '100-continue' }, body });
@@ -483,6 +500,18 @@ function upgrade(url: string, headers: Record<string, string>): Promise<string> 
       resolve(data.toString('latin1'));
       socket.destroy();
     });
+    socket.once('error', reject);
+  });
+}
+
+/** Sends `bytes` as they are on a new connection; resolves to everything read until the sidecar closes it. */
+function rawExchange(url: string, bytes: string): Promise<string> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(Number(port), hostname, () => socket.write(bytes));
+    let received = '';
+    socket.on('data', (data) => (received += data.toString('latin1')));
+    socket.once('close', () => resolve(received));
     socket.once('error', reject);
   });
 }
