@@ -6,13 +6,15 @@
 export type PathResult = { ok: true; normalized: string } | { ok: false; reason: string };
 
 const UNRESERVED = /[A-Za-z0-9\-._~]/;
+const REPEATED_SLASHES = /\/{2,}/g;
 const MAX_PATH_LENGTH = 8192;
 
 /**
  * Splits the request target, refuses what could make a route decision ambiguous, and decodes
  * percent-encoded unreserved characters. Refused: anything but an origin-form target, a raw `#`,
  * dot segments (raw or encoded, also with path parameters such as `..;x`, which servlet containers
- * resolve as `..`), an encoded `/` or `\`, a raw `\`, a NUL or other control character.
+ * resolve as `..`), an encoded `/` or `\`, a raw `\`, a NUL or other control character. Repeated
+ * slashes count as one, as they do for the portal: http-proxy sends it `/a//b` as `/a/b`.
  */
 export function normalizeRequestPath(requestTarget: string | undefined): PathResult {
   if (!requestTarget || requestTarget[0] !== '/') return { ok: false, reason: 'request target is not an absolute path' };
@@ -21,8 +23,9 @@ export function normalizeRequestPath(requestTarget: string | undefined): PathRes
   if (rawPath.length > MAX_PATH_LENGTH) return { ok: false, reason: 'path too long' };
   if (rawPath.includes('#')) return { ok: false, reason: 'path holds a fragment' };
   if (rawPath.includes('\\')) return { ok: false, reason: 'path holds a backslash' };
-  const normalized = decodeUnreserved(rawPath);
-  if (normalized === null) return { ok: false, reason: 'path holds an encoded slash, backslash or control character' };
+  const decoded = decodeUnreserved(rawPath);
+  if (decoded === null) return { ok: false, reason: 'path holds an encoded slash, backslash or control character' };
+  const normalized = decoded.includes('//') ? decoded.replace(REPEATED_SLASHES, '/') : decoded;
   if (hasDotSegment(normalized)) return { ok: false, reason: 'path holds a dot segment' };
   return { ok: true, normalized };
 }

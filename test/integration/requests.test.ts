@@ -72,6 +72,8 @@ t.test('requests through a running sidecar', async (t) => {
     t.notOk(lastPortalRequest().headers['x-forwarded-user']);
     t.equal((await request(url('/%70ublic/app.js'), { headers: JSON_ACCEPT })).status, 200, 'encoded unreserved characters are decoded');
     t.equal(lastPortalRequest().url, '/%70ublic/app.js', 'the portal receives the path as sent');
+    t.equal((await request(url('//health'), { headers: JSON_ACCEPT })).status, 200, 'repeated slashes count as one …');
+    t.equal(lastPortalRequest().url, '/health', '… as they do for the portal: the route decided on the path it gets');
     const notPublic: Array<[string, number]> = [
       ['/admin?/public/', 401],
       ['/admin#/public/', 400],
