@@ -1,11 +1,12 @@
 import type { IncomingHttpHeaders } from 'node:http';
 
 const CONNECTION = 'connection';
+const UPGRADE = 'upgrade';
 /**
  * Connection-level headers (RFC 9110 §7.6.1): they describe one hop, so a proxy neither passes them
  * on nor acts on them for the next hop — and neither does it pass the headers that `Connection` names.
  */
-const HOP_BY_HOP = new Set([CONNECTION, 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+const HOP_BY_HOP = new Set([CONNECTION, 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', UPGRADE]);
 /** Node answers `Expect: 100-continue` itself (and http-proxy would skip its `proxyReq` event, so the time-out, for a request still expecting one). */
 const ANSWERED_BY_THE_SIDECAR = 'expect';
 /**
@@ -62,7 +63,7 @@ export interface PortalHeaderChanges {
   added: Readonly<Record<string, string>>;
   /** Client headers the portal must not get (a machine credential the sidecar has verified). */
   removed?: readonly string[];
-  /** An upgrade keeps `Connection` and `Upgrade`: the portal must see them. */
+  /** A WebSocket upgrade keeps `Upgrade` and sends `Connection: Upgrade`: the portal must see them. */
   upgrade?: boolean;
   /** The request came straight from a trusted proxy (`listen.trustedProxies`): its forwarding headers stay. */
   fromTrustedProxy?: boolean;
@@ -76,23 +77,26 @@ export interface PortalHeaderChanges {
  * and for the copy http-proxy makes. `Host` always stays.
  */
 export function portalRequestHeaders(incoming: IncomingHttpHeaders, changes: PortalHeaderChanges): IncomingHttpHeaders {
-  const named = changes.upgrade ? undefined : connectionOptions(incoming.connection);
+  const named = connectionOptions(incoming.connection);
+  const upgrade = changes.upgrade === true;
   const headers: IncomingHttpHeaders = {};
   for (const name in incoming) {
     // `X_Original_URL` is `X-Original-URL` to a CGI-style portal; from a proxy it never comes.
     const dashed = name.includes('_') ? name.replaceAll('_', '-') : name;
     if (name === 'cookie' || PATH_OVERRIDES.has(dashed) || changes.removed?.includes(name)) continue;
-    if (!changes.upgrade && endsAtTheSidecar(name, named)) continue;
+    if (endsAtTheSidecar(name, named, upgrade)) continue;
     if (describesTheClient(dashed) && (!changes.fromTrustedProxy || dashed !== name)) continue;
     headers[name] = incoming[name];
   }
+  // An upgrade asks the portal for it, and for nothing else of the connection.
+  if (upgrade) headers.connection = 'Upgrade';
   if (changes.cookie) headers.cookie = changes.cookie;
   for (const name in changes.added) headers[name] = changes.added[name];
   return headers;
 }
 
-function endsAtTheSidecar(name: string, named: Set<string> | undefined): boolean {
-  if (BODY_FRAMING.has(name) || name === 'host') return false;
+function endsAtTheSidecar(name: string, named: Set<string> | undefined, upgrade: boolean): boolean {
+  if (BODY_FRAMING.has(name) || name === 'host' || (upgrade && name === UPGRADE)) return false;
   return HOP_BY_HOP.has(name) || name === ANSWERED_BY_THE_SIDECAR || named?.has(name) === true;
 }
 

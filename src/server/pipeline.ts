@@ -108,6 +108,7 @@ export function createUpgradeHandler(services: Services): (req: IncomingMessage,
     services.identity.strip(req.headers);
     assignRequestId(req);
     if (!services.config.upstream.websockets) return refuseUpgrade(socket, 403, 'Forbidden');
+    if (!isWebSocketUpgrade(req)) return refuseUpgrade(socket, 400, 'Bad Request');
     const path = normalizeRequestPath(req.url);
     if (!path.ok || isOwnEndpoint(services, path.normalized)) return refuseUpgrade(socket, 400, 'Bad Request');
     const machine = services.publicRoutes.matches(path.normalized) ? undefined : await authenticateMachineClient(services, req, path.normalized);
@@ -132,6 +133,15 @@ export function createUpgradeHandler(services: Services): (req: IncomingMessage,
       refuseUpgrade(socket, 500, 'Internal Server Error');
     });
   };
+}
+
+/**
+ * Only WebSocket upgrades are tunnelled. Another protocol — `h2c` above all — would turn the
+ * connection into one on which the client sends the portal any number of requests the sidecar never
+ * sees (h2c smuggling).
+ */
+function isWebSocketUpgrade(req: IncomingMessage): boolean {
+  return req.method === 'GET' && req.headers.upgrade?.trim().toLowerCase() === 'websocket';
 }
 
 /**

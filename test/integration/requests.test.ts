@@ -244,6 +244,26 @@ t.test('requests through a running sidecar', async (t) => {
     const accepted = await upgrade(url('/ws'), { cookie: cookieHeader, 'x-forwarded-user': 'mallory' });
     t.match(accepted, /^HTTP\/1.1 101/);
     t.equal(lastPortalRequest().headers['x-forwarded-user'], 'alice');
+    t.equal(lastPortalRequest().headers.connection, 'Upgrade');
+  });
+
+  t.test('an upgrade to another protocol than WebSocket (h2c) is refused: no tunnel past the sidecar', async (t) => {
+    const before = stack.portal.requests.length;
+    for (const path of ['/public/x', '/ws']) {
+      const answer = await upgrade(url(path), { cookie: cookieHeader }, { Upgrade: 'h2c', Connection: 'Upgrade, HTTP2-Settings', 'HTTP2-Settings': 'AAMAAABkAARAAAAAAAIAAAAA' });
+      t.match(answer, /^HTTP\/1.1 400/, path);
+    }
+    t.equal(stack.portal.requests.length, before, 'nothing reached the portal');
+  });
+
+  t.test("an upgrade's other connection-level headers stop at the sidecar", async (t) => {
+    const accepted = await upgrade(url('/ws'), { cookie: cookieHeader, 'keep-alive': 'timeout=9', 'x-client-hop': 'next hop only', te: 'trailers' }, { Connection: 'Upgrade, X-Client-Hop, X-Forwarded-User' });
+    t.match(accepted, /^HTTP\/1.1 101/);
+    const received = lastPortalRequest().headers;
+    for (const name of ['keep-alive', 'x-client-hop', 'te']) t.equal(received[name], undefined, `${name} not passed on`);
+    t.equal(received.connection, 'Upgrade');
+    t.equal(received.upgrade, 'websocket');
+    t.equal(received['x-forwarded-user'], 'alice', "the sidecar's identity header stays");
   });
 });
 
@@ -483,15 +503,15 @@ t.test('readiness follows the provider and the store', async (t) => {
   t.match((await request(stack.sidecar.metricsUrl + '/metrics')).body, /oidc_sidecar_build_info\{version="/);
 });
 
-function upgrade(url: string, headers: Record<string, string>): Promise<string> {
+/** A WebSocket upgrade request with `headers`; `protocol` replaces its Upgrade and Connection headers. */
+function upgrade(url: string, headers: Record<string, string>, protocol: Record<string, string> = { Connection: 'Upgrade' }): Promise<string> {
   const { hostname, port, pathname } = new URL(url);
   return new Promise((resolve, reject) => {
     const socket = net.connect(Number(port), hostname, () => {
       const lines = [
         `GET ${pathname} HTTP/1.1`,
         `Host: ${hostname}:${port}`,
-        'Upgrade: websocket',
-        'Connection: Upgrade',
+        ...Object.entries({ Upgrade: 'websocket', ...protocol }).map(([name, value]) => `${name}: ${value}`),
         `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}`,
         'Sec-WebSocket-Version: 13',
         ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`),
