@@ -205,7 +205,7 @@ const identitySchema = z
 const authorizationSchema = z
   .strictObject({
     allowedGroups: z.array(text).default([]).describe('sign-in allowed to members of these groups, checked again at every token refresh; empty = anyone'),
-    allowedEmailDomains: z.array(text).default([]).describe('sign-in allowed to these e-mail domains, checked again at every token refresh; empty = any'),
+    allowedEmailDomains: z.array(text).default([]).describe('sign-in allowed to these e-mail domains (an address the provider has not verified passes none), checked again at every token refresh; empty = any'),
   })
   .prefault({});
 

@@ -1,6 +1,6 @@
 import * as client from 'openid-client';
 import type { Config } from '../config/schema.js';
-import type { Claims, Session } from '../session/session.js';
+import { hasUnverifiedEmail, type Claims, type Session } from '../session/session.js';
 import type { Clock } from '../session/store.js';
 import { errorSummary, type OidcProvider, type TokenSet } from './provider.js';
 import { bindingHash, isBoundTo, type LoginTransactions } from './transactions.js';
@@ -115,6 +115,7 @@ export class BrowserSignIn {
       if (!groups.some((group) => this.#allowedGroups.has(String(group)))) return 'the user is in none of authorization.allowedGroups';
     }
     if (this.#allowedDomains.length > 0) {
+      if (hasUnverifiedEmail(claims)) return "the user's e-mail address is not verified (email_verified false): authorization.allowedEmailDomains cannot rely on it";
       const email = typeof claims.email === 'string' ? claims.email.toLowerCase() : '';
       if (!this.#allowedDomains.some((domain) => email.endsWith(domain))) return "the user's e-mail domain is not in authorization.allowedEmailDomains";
     }

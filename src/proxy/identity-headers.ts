@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { DEFAULT_IDENTITY_HEADERS } from '../config/schema.js';
-import type { Claims, Session } from '../session/session.js';
+import { hasUnverifiedEmail, type Claims, type Session } from '../session/session.js';
 
 /** Headers the sidecar injects besides the configured identity headers (DESIGN.md §4). */
 export const CLIENT_ID_HEADER = 'x-forwarded-client-id';
@@ -93,21 +93,26 @@ export class IdentityHeaders {
 
   #valueFor(rule: HeaderRule, claims: Claims): string | undefined {
     for (const claim of rule.claims) {
-      const text = claimText(claims[claim]);
-      if (text === undefined) continue;
-      if (rule.addressesOnly && !EMAIL_ADDRESS.test(text)) continue;
-      return encodeHeaderValue(text);
+      if (claim === 'email' && hasUnverifiedEmail(claims)) continue;
+      const value = claims[claim];
+      if (rule.addressesOnly && !(typeof value === 'string' && EMAIL_ADDRESS.test(value))) continue;
+      const headerValue = claimHeaderValue(value);
+      if (headerValue !== undefined) return headerValue;
     }
     return undefined;
   }
 }
 
-/** A claim as header text: arrays joined with `,`; objects and empty values count as absent. */
-function claimText(value: unknown): string | undefined {
-  if (typeof value === 'string') return value === '' ? undefined : value;
+/**
+ * A claim as a header value, encoded (encodeHeaderValue); a list as its items joined with `,`, a `,`
+ * inside an item encoded as `%2C` — a group named `Users,Admins` must not read as two. Objects and
+ * empty values count as absent.
+ */
+function claimHeaderValue(value: unknown): string | undefined {
+  if (typeof value === 'string') return value === '' ? undefined : encodeHeaderValue(value);
   if (typeof value === 'number' || typeof value === 'boolean') return String(value);
   if (Array.isArray(value)) {
-    const items = value.filter((item) => typeof item === 'string' || typeof item === 'number').map(String);
+    const items = value.filter((item) => typeof item === 'string' || typeof item === 'number').map((item) => encodeHeaderValue(String(item)).replaceAll(',', '%2C'));
     return items.length > 0 ? items.join(',') : undefined;
   }
   return undefined;

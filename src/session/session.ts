@@ -1,6 +1,15 @@
 /** The claims kept for a signed-in user: those the identity headers and authorization rules read. */
 export type Claims = Record<string, unknown>;
 
+/**
+ * The provider says the `email` claim is not verified: `email_verified` false (some providers send
+ * it as a string), or Azure AD's `xms_edov` false. Such an address may be anyone's: it neither passes
+ * `authorization.allowedEmailDomains` nor reaches the portal as an identity.
+ */
+export function hasUnverifiedEmail(claims: Claims): boolean {
+  return claims.email_verified === false || claims.email_verified === 'false' || claims.xms_edov === false;
+}
+
 /** A signed-in browser user's session, as kept (encrypted) in the store. */
 export interface Session {
   /** The IdP subject (`sub`, or Azure's `oid`). */

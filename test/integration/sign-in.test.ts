@@ -329,9 +329,13 @@ t.test('Azure AD group overage: a user in too many groups for a token gets them 
 });
 
 t.test('users outside the allowed e-mail domains are refused at sign-in', async (t) => {
-  const stack = await startStack({ config: { authorization: { allowedEmailDomains: ['EXAMPLE.com'] } } });
+  // Anyone can claim an address the provider has not verified.
+  const eve = { ...DEMO_USERS.bob, sub: 'e7e00000-0000-4000-8000-000000000001', username: 'eve', password: 'eve-password', email: 'ceo@example.com', emailVerified: false };
+  const stack = await startStack({ idp: { users: [DEMO_USERS.alice, DEMO_USERS.bob, eve] }, config: { authorization: { allowedEmailDomains: ['EXAMPLE.com'] } } });
   t.teardown(() => stack.stop());
   await t.rejects(signIn(stack, { user: DEMO_USERS.bob }), /callback answered 403/, 'bob@example.org');
+  await t.rejects(signIn(stack, { user: eve }), /callback answered 403/, 'ceo@example.com, not verified');
+  t.match(auditEvents(stack).at(-1), { event: 'login_failed', user: 'eve', code: 'not_allowed', reason: /e-mail address is not verified/ });
   t.ok((await signIn(stack, { user: DEMO_USERS.alice })).cookie, 'alice@example.com, domain matched without regard to case');
 });
 

@@ -34,6 +34,25 @@ t.test('fallbacks: user from upn/email/sub, e-mail from upn only when it is an a
   t.same(identity.fromClaims({ sub: 's', groups: [], name: '' }), { 'x-forwarded-user': 's', 'x-forwarded-subject': 's' });
 });
 
+t.test('a list is its items joined with ",": a "," inside an item cannot make two', async (t) => {
+  const headers = identity.fromClaims({ sub: 's', groups: ['Users,Admins', 'R&D 100%', 'Zoë'], roles: ['a'] });
+  t.equal(headers['x-forwarded-groups'], 'Users%2CAdmins,R&D 100%25,Zo%C3%AB');
+  t.same(headers['x-forwarded-groups']!.split(',').map(decodeURIComponent), ['Users,Admins', 'R&D 100%', 'Zoë'], 'split, then decoded: the exact items');
+});
+
+t.test('an e-mail address the provider has not verified is no identity', async (t) => {
+  for (const unverified of [{ email_verified: false }, { email_verified: 'false' }, { xms_edov: false }]) {
+    const name = JSON.stringify(unverified);
+    t.same(identity.fromClaims({ sub: 's', email: 'ceo@corp.example', ...unverified }), { 'x-forwarded-user': 's', 'x-forwarded-subject': 's' }, name);
+    t.same(
+      identity.fromClaims({ sub: 's', email: 'ceo@corp.example', upn: 'eve@corp.example', ...unverified }),
+      { 'x-forwarded-user': 'eve@corp.example', 'x-forwarded-email': 'eve@corp.example', 'x-forwarded-subject': 's' },
+      `${name}: the upn, which the tenant gives, still is`,
+    );
+  }
+  t.same(identity.fromClaims({ sub: 's', email: 'a@corp.example', email_verified: true })['x-forwarded-email'], 'a@corp.example');
+});
+
 t.test('values are one clean line that decodes to the exact claim', async (t) => {
   const cases = ['plain', '100%', 'line\r\nX-Injected: 1', 'tab\there', '日本語', 'emoji 🎉', '\u0000nul', 'lone \ud800 surrogate'];
   for (const value of cases) {
