@@ -58,20 +58,22 @@ export class BrowserSignIn {
   /** Finishes a sign-in from the callback's query string; never creates a session on failure. */
   async complete(rawQuery: string, bindingValue: string | undefined): Promise<SignInOutcome> {
     const query = new URLSearchParams(rawQuery);
-    const transaction = await this.transactions.open(query.get('state') ?? '');
+    const transaction = this.transactions.open(query.get('state') ?? '');
     const providerError = query.get('error');
     if (providerError) return providerFailure(providerError, query.get('error_description'), transaction?.returnTo);
-    if (!transaction) return failure('unknown_state', 400, 'the state is unknown, expired or was already used');
+    if (!transaction) return failure('unknown_state', 400, 'the state is unknown or expired');
     if (!isBoundTo(transaction, bindingValue)) {
       return failure('foreign_state', 400, 'the state was issued to another browser', transaction.returnTo);
     }
+    const giveBack = await this.transactions.claim(transaction);
+    if (!giveBack) return failure('unknown_state', 400, 'the state was already used, or its callback is being handled', transaction.returnTo);
     let tokens: TokenSet;
     try {
       tokens = await this.provider.exchangeCode(rawQuery, transaction);
     } catch (error) {
+      await giveBack();
       return failure('exchange_failed', 400, `the code exchange failed: ${exchangeErrorText(error)}`, transaction.returnTo);
     }
-    await this.transactions.markUsed(transaction);
     const denial = this.#authorizationDenial(tokens.claims);
     if (denial) return { ...failure('not_allowed', 403, denial, transaction.returnTo), user: userName(tokens.claims) };
     return { ok: true, session: this.#newSession(tokens), returnTo: transaction.returnTo };

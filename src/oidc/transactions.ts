@@ -31,7 +31,6 @@ export const MAX_RETURN_URL_IN_STATE = 1024;
 const MAX_STATE_LENGTH = 2048;
 const ID_BYTES = 16;
 const STATE_AAD = Buffer.from('login-transaction');
-const USED = Buffer.from('1');
 
 /**
  * A login transaction travels in its own `state`, sealed (AES-256-GCM) with a key derived from the
@@ -40,9 +39,9 @@ const USED = Buffer.from('1');
  * random id, the return URL, a hash of the browser binding and the expiry, about 200 characters for
  * a short return URL (ingresses and gateways often refuse query strings over 2 KB, and the
  * provider's code shares the callback's); the nonce and the PKCE verifier are derived from the id
- * with keys only the sidecar holds. A state is good for TRANSACTION_TTL_MS and for one sign-in:
- * once its code exchange succeeded, it is marked used in the store until it would have expired, so
- * a replayed callback is refused.
+ * with keys only the sidecar holds. A state is good for TRANSACTION_TTL_MS and for one code
+ * exchange: the callback claims it in the store first (`claim`), so a replayed callback, or two at
+ * once, cannot exchange a code twice.
  */
 export class LoginTransactions {
   readonly #key: Buffer;
@@ -71,20 +70,26 @@ export class LoginTransactions {
     return this.#transaction(state, fields);
   }
 
-  /** The transaction `state` carries; null when it is forged, expired or already used. */
-  async open(state: string): Promise<LoginTransaction | null> {
+  /** The transaction `state` carries; null when it is forged or expired. Whether it was used, `claim` tells. */
+  open(state: string): LoginTransaction | null {
     if (!state || state.length > MAX_STATE_LENGTH) return null;
     const plaintext = open(this.#key, Buffer.from(state, 'base64url'), STATE_AAD);
     if (!plaintext) return null;
     const transaction = this.#transaction(state, JSON.parse(plaintext.toString('utf8')) as SealedFields);
-    if (this.clock() >= transaction.expiresAt || (await this.store.get(usedKey(state))) !== null) return null;
-    return transaction;
+    return this.clock() < transaction.expiresAt ? transaction : null;
   }
 
-  /** After a successful code exchange: the state can sign no one in again. */
-  async markUsed(transaction: LoginTransaction): Promise<void> {
+  /**
+   * Takes the transaction for its code exchange, on every replica at once: null when another
+   * callback of the same state took it — one that finished (a replay) or one still at the provider
+   * (a reload, a retrying ingress): a code exchanged twice makes a provider revoke what it granted.
+   * Taken, it stays so until it would have expired, unless given back with the function returned
+   * (the exchange failed: the same callback may be tried again).
+   */
+  async claim(transaction: LoginTransaction): Promise<(() => Promise<void>) | null> {
     const ttlMs = transaction.expiresAt - this.clock();
-    if (ttlMs > 0) await this.store.set(usedKey(transaction.state), USED, ttlMs);
+    if (ttlMs <= 0) return null;
+    return this.store.tryLock(usedKey(transaction.state), ttlMs);
   }
 
   #transaction(state: string, fields: SealedFields): LoginTransaction {

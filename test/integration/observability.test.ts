@@ -247,7 +247,7 @@ t.test('metrics, the audit log and its stream follow sign-ins, failures, refresh
 
   const expectedEvents = [
     { event: 'login', user: 'alice', method: 'session' },
-    { event: 'login_failed', code: 'unknown_state', reason: /state is unknown, expired or was already used/ },
+    { event: 'login_failed', code: 'unknown_state', reason: /state is unknown or expired/ },
     { event: 'login_failed', code: 'access_denied', reason: /identity provider answered access_denied/ },
     { event: 'login', user: 'bob' },
     { event: 'logout', user: 'bob', method: 'session', reason: 'the user signed out' },
@@ -348,7 +348,7 @@ t.test('error pages: generic by default, with the precise reason when errors.det
       const forged = await request(stack.sidecar.url + '/oauth2/callback?code=abc&state=forged', { headers: { ...NAVIGATION, 'x-request-id': 'req-page-1' } });
       t.equal(forged.status, 400);
       t.match(forged.headers['content-type'], /^text\/html/);
-      const reason = ' Reason: the state is unknown, expired or was already used';
+      const reason = ' Reason: the state is unknown or expired';
       t.equal(
         page(forged),
         `Sign-in failed Sign-in failed. Please try again.${detailed ? reason : ''} Sign in again Request ID: req-page-1`,

@@ -29,11 +29,20 @@ t.test('the state carries the whole transaction, sealed: nothing is stored until
   const another = attempt();
   t.not(another.nonce, begun.nonce, 'each transaction has its own nonce …');
   t.not(another.codeVerifier, begun.codeVerifier, '… and verifier');
-  t.same(await transactions.open(begun.state), begun, 'opened: the same nonce and verifier, derived again');
-  t.same(await transactions.open(begun.state), begun, 'still good until used');
-  await transactions.markUsed(begun);
-  t.equal(await transactions.open(begun.state), null, 'used: a replay finds nothing');
+  t.same(transactions.open(begun.state), begun, 'opened: the same nonce and verifier, derived again');
+  t.same(transactions.open(begun.state), begun, 'opened again: whether it was used, its claim tells');
+});
+
+t.test('a state is claimed for one code exchange at a time, and given back when the exchange failed', async (t) => {
+  const { transactions, store, attempt } = setup();
+  const begun = attempt();
+  const claims = await Promise.all([transactions.claim(begun), transactions.claim(begun)]);
+  t.equal(claims.filter(Boolean).length, 1, 'two callbacks at once: one claims it');
   t.equal(store.size, 1);
+  await claims.find(Boolean)!();
+  const again = await transactions.claim(begun);
+  t.ok(again, 'given back after a failed exchange: the callback may be tried again');
+  t.equal(await transactions.claim(begun), null, 'claimed and kept (a successful exchange): a replay gets nothing');
 });
 
 t.test('a forged, altered, foreign-keyed, oversized or expired state opens to nothing', async (t) => {
@@ -41,13 +50,13 @@ t.test('a forged, altered, foreign-keyed, oversized or expired state opens to no
   const begun = attempt();
   const altered = begun.state.slice(0, 40) + (begun.state[40] === 'A' ? 'B' : 'A') + begun.state.slice(41);
   const otherKey = new LoginTransactions(store, 'another-session-secret-of-32-bytes!!', () => Date.now()).begin({ returnTo: `${ORIGIN}/`, bindingHash: 'b' });
-  for (const state of ['', 'forged', altered, otherKey.state, 'A'.repeat(5000), begun.state + '%00']) t.equal(await transactions.open(state), null, state.slice(0, 20));
+  for (const state of ['', 'forged', altered, otherKey.state, 'A'.repeat(5000), begun.state + '%00']) t.equal(transactions.open(state), null, state.slice(0, 20));
   advance(TRANSACTION_TTL_MS - 1);
-  t.ok(await transactions.open(begun.state), 'good until the last millisecond');
+  t.ok(transactions.open(begun.state), 'good until the last millisecond');
   advance(1);
-  t.equal(await transactions.open(begun.state), null, 'expired');
-  await transactions.markUsed(begun);
-  t.equal(store.size, 0, 'an expired state is not marked');
+  t.equal(transactions.open(begun.state), null, 'expired');
+  t.equal(await transactions.claim(begun), null, 'an expired state cannot be claimed');
+  t.equal(store.size, 0);
 });
 
 t.test('a long return URL comes back to its path, or to the start page', async (t) => {
@@ -55,9 +64,9 @@ t.test('a long return URL comes back to its path, or to the start page', async (
   const longQuery = `${ORIGIN}/reports?filter=${'x'.repeat(MAX_RETURN_URL_IN_STATE)}`;
   const withoutQuery = attempt(longQuery);
   t.equal(withoutQuery.returnTo, `${ORIGIN}/reports`);
-  t.equal((await transactions.open(withoutQuery.state))?.returnTo, `${ORIGIN}/reports`);
+  t.equal(transactions.open(withoutQuery.state)?.returnTo, `${ORIGIN}/reports`);
   t.equal(attempt(`${ORIGIN}/${'p'.repeat(MAX_RETURN_URL_IN_STATE)}`).returnTo, `${ORIGIN}/`);
   const longest = attempt(`${ORIGIN}/${'p'.repeat(MAX_RETURN_URL_IN_STATE - ORIGIN.length - 1)}`);
   t.equal(longest.returnTo.length, MAX_RETURN_URL_IN_STATE, 'the longest kept whole');
-  t.ok(await transactions.open(longest.state), 'and its state still opens');
+  t.ok(transactions.open(longest.state), 'and its state still opens');
 });
