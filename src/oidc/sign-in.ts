@@ -88,7 +88,8 @@ export class BrowserSignIn {
     const tokens = await this.provider.refresh(session.refreshToken!, session.claims);
     const denial = this.#authorizationDenial(tokens.claims);
     if (denial) throw new AccessWithdrawnError(denial);
-    return { ...session, ...tokenFields(tokens), claims: tokens.claims };
+    // A provider may renew without a new ID token: the one in hand stays (sign-out's id_token_hint, identity.passIdToken).
+    return { ...session, ...tokenFields(tokens), idToken: tokens.idToken ?? session.idToken, claims: tokens.claims };
   }
 
   #newSession(tokens: TokenSet): Session {

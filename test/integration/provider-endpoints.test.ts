@@ -73,6 +73,34 @@ t.test('the session store stalls right after a refresh: the renewed session is s
   t.notOk(auditEvents(stack).some((event) => event.event === 'refresh_failed'));
 });
 
+t.test('a refresh answered without an ID token keeps the one in hand', async (t) => {
+  let offset = 0;
+  let relay: Relay | undefined;
+  const stack = await startStack({
+    clock: () => Date.now() + offset,
+    idp: { accessTokenTtlSeconds: 600 },
+    config: async (idp) => {
+      relay = await startRelay(idp.issuer);
+      return { provider: { tokenEndpoint: `${relay.url}/token` }, identity: { passIdToken: true } };
+    },
+  });
+  t.teardown(async () => {
+    await stack.stop();
+    relay!.stop();
+  });
+  const { cookieHeader } = await signIn(stack);
+  const idTokenSent = async () => {
+    t.equal((await request(stack.sidecar.url + '/echo', { headers: { accept: 'application/json', cookie: cookieHeader } })).status, 200);
+    return stack.portal.requests.at(-1)!.headers.authorization;
+  };
+  const signedIn = await idTokenSent();
+  t.match(signedIn, /^Bearer ey/);
+  relay!.dropIdToken = true;
+  offset += 11 * 60_000;
+  t.equal(await idTokenSent(), signedIn, 'after the refresh, the portal still gets the ID token');
+  t.match(auditEvents(stack).at(-1), { event: 'token_refreshed', user: 'alice' });
+});
+
 t.test('an outage of the token endpoint during a refresh is answered 503 and keeps the session', async (t) => {
   let offset = 0;
   let relay: Relay | undefined;

@@ -13,12 +13,15 @@ export interface IdpRelay {
   outage: '503' | 'drop' | 'invalid_grant' | undefined;
   /** How long the relay waits before answering or failing a request (for requests that must overlap). */
   delayMs: number;
+  /** Token responses lose their `id_token`, as some providers renew tokens without one. */
+  dropIdToken: boolean;
   stop(): void;
 }
 
 export async function startIdpRelay(target: string): Promise<IdpRelay> {
-  const proxy = httpProxy.createProxyServer({ target, agent: new http.Agent({ keepAlive: true }) });
+  const proxy = httpProxy.createProxyServer({ target, agent: new http.Agent({ keepAlive: true }), selfHandleResponse: true });
   proxy.on('error', (_error, _req, res) => (res as http.ServerResponse).writeHead(502).end());
+  proxy.on('proxyRes', (proxyRes, _req, res) => void relayAnswer(proxyRes, res as http.ServerResponse, relay.dropIdToken));
   const server = http.createServer((req, res) => {
     relay.paths.push(req.url!.split('?')[0]!);
     if (relay.delayMs > 0) return void setTimeout(() => answer(req, res), relay.delayMs);
@@ -33,6 +36,22 @@ export async function startIdpRelay(target: string): Promise<IdpRelay> {
     proxy.web(req, res);
   };
   const port = await listen(server, 0, '127.0.0.1');
-  const relay: IdpRelay = { url: `http://127.0.0.1:${port}`, paths: [], outage: undefined, delayMs: 0, stop: () => server.close() };
+  const relay: IdpRelay = { url: `http://127.0.0.1:${port}`, paths: [], outage: undefined, delayMs: 0, dropIdToken: false, stop: () => server.close() };
   return relay;
+}
+
+/** The IdP's answer as it came, or without the `id_token` of a JSON token response. */
+async function relayAnswer(proxyRes: http.IncomingMessage, res: http.ServerResponse, dropIdToken: boolean): Promise<void> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of proxyRes) chunks.push(chunk as Buffer);
+  let body = Buffer.concat(chunks);
+  const headers = { ...proxyRes.headers };
+  if (dropIdToken && String(headers['content-type']).startsWith('application/json')) {
+    const answer = JSON.parse(body.toString('utf8')) as Record<string, unknown>;
+    delete answer.id_token;
+    body = Buffer.from(JSON.stringify(answer));
+  }
+  delete headers['transfer-encoding'];
+  headers['content-length'] = String(body.length);
+  res.writeHead(proxyRes.statusCode!, headers).end(body);
 }
