@@ -121,6 +121,13 @@ export function newBindingValue(): string {
   return randomBytes(24).toString('base64url');
 }
 
+const BINDING_VALUE = /^[A-Za-z0-9_-]{32}$/;
+
+/** True for a value `newBindingValue` could have made. */
+export function isBindingValue(value: string): boolean {
+  return BINDING_VALUE.test(value);
+}
+
 /** The binding value's SHA-256 cut to 22 base64url characters (132 bits): all a state needs to tell browsers apart. */
 export function bindingHash(value: string): string {
   return sha256Base64url(value).slice(0, 22);

@@ -1,7 +1,9 @@
 import type { IncomingMessage } from 'node:http';
 import type { Config } from '../config/schema.js';
-import { TRANSACTION_TTL_MS } from '../oidc/transactions.js';
+import { isBindingValue, TRANSACTION_TTL_MS } from '../oidc/transactions.js';
 import { readCookie, serializeCookie, withoutCookies, type CookieAttributes } from './cookies.js';
+
+const HOST_PREFIX = '__Host-';
 
 /**
  * The sidecar's two cookies: the session ticket, and the browser binding that ties login
@@ -20,7 +22,9 @@ export class SessionCookies {
     const cookie = config.session.cookie;
     const { secure } = cookie;
     this.name = cookie.name;
-    this.bindingName = `${cookie.name}_csrf`;
+    // `__Host-`: a cookie no sibling subdomain can set (it would have to carry a Domain). The binding
+    // is all that stops login CSRF: one planted from `evil.example.com` must not count.
+    this.bindingName = secure && !cookie.name.startsWith(HOST_PREFIX) ? `${HOST_PREFIX}${cookie.name}_csrf` : `${cookie.name}_csrf`;
     this.#ownNames = [this.name, this.bindingName];
     this.#sessionPrefix = `${this.name}=`;
     this.#sessionAttributes = {
@@ -43,8 +47,10 @@ export class SessionCookies {
     return readCookie(req.headers.cookie, this.name);
   }
 
+  /** The binding cookie's value; undefined when absent, or not one `newBindingValue` makes. */
   readBinding(req: IncomingMessage): string | undefined {
-    return readCookie(req.headers.cookie, this.bindingName);
+    const value = readCookie(req.headers.cookie, this.bindingName);
+    return value !== undefined && isBindingValue(value) ? value : undefined;
   }
 
   session(value: string): string {

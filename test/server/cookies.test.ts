@@ -1,5 +1,9 @@
+import type { IncomingMessage } from 'node:http';
 import t from 'tap';
+import { configSchema } from '../../src/config/schema.js';
+import { newBindingValue } from '../../src/oidc/transactions.js';
 import { readCookie, serializeCookie, withoutCookies } from '../../src/server/cookies.js';
+import { SessionCookies } from '../../src/server/session-cookies.js';
 
 t.test('reads exactly the named cookie', async (t) => {
   t.equal(readCookie('a=1; _oidc_sidecar=v1.x.y; b=2', '_oidc_sidecar'), 'v1.x.y');
@@ -23,4 +27,31 @@ t.test('serializes HttpOnly cookies with the configured attributes', async (t) =
     's=v; Path=/; HttpOnly; SameSite=Lax; Domain=example.com; Secure; Max-Age=60',
   );
   t.equal(serializeCookie('s', '', { path: '/', secure: false, sameSite: 'strict' }), 's=; Path=/; HttpOnly; SameSite=Strict');
+});
+
+t.test('the binding cookie: __Host- when Secure (no sibling subdomain can plant one), and only values the sidecar makes', async (t) => {
+  const cookiesFor = (publicUrl: string, cookie: Record<string, unknown> = {}) =>
+    new SessionCookies(
+      configSchema.parse({
+        upstream: { url: 'http://127.0.0.1:8080' },
+        publicUrl,
+        provider: { issuerUrl: 'https://idp.example.com', clientId: 'portal', clientSecret: 'client-secret' },
+        session: { secret: 'a-session-secret-of-at-least-32-bytes!', cookie },
+      }),
+    );
+  const secure = cookiesFor('https://portal.example.com', { domain: 'example.com' });
+  const value = newBindingValue();
+  t.equal(secure.bindingName, '__Host-_oidc_sidecar_csrf');
+  t.equal(secure.binding(value), `__Host-_oidc_sidecar_csrf=${value}; Path=/; HttpOnly; SameSite=Lax; Secure; Max-Age=600`, 'Secure, Path=/, no Domain: as __Host- requires');
+  t.match(secure.session('v'), /^_oidc_sidecar=v; .*Domain=example\.com/, 'the session cookie keeps its name and domain');
+  const lookAlike = `_oidc_sidecar_csrf=${newBindingValue()}`;
+  const planted = { headers: { cookie: `${lookAlike}; __Host-_oidc_sidecar_csrf=${value}` } } as IncomingMessage;
+  t.equal(secure.readBinding(planted), value, 'a binding without the prefix (a sibling could have set it) is not read');
+  t.equal(secure.withoutOwn(planted.headers.cookie), lookAlike, "the portal's cookies: the look-alike stays, the binding goes");
+  t.equal(cookiesFor('https://portal.example.com', { name: '__Host-portal' }).bindingName, '__Host-portal_csrf');
+  const plain = cookiesFor('http://127.0.0.1:4180');
+  t.equal(plain.bindingName, '_oidc_sidecar_csrf', 'plain http (loopback): no prefix, which needs Secure');
+  for (const bad of ['x', 'a'.repeat(33), `${value.slice(0, 31)}!`, '']) {
+    t.equal(plain.readBinding({ headers: { cookie: `_oidc_sidecar_csrf=${bad}` } } as IncomingMessage), undefined, JSON.stringify(bad));
+  }
 });
