@@ -32,6 +32,11 @@ interface PendingRequest {
   readonly started: number;
   readonly timer: NodeJS.Timeout;
   timedOut: boolean;
+  /**
+   * A WebSocket upgrade that needs no HTTP answer any more: the portal accepted it (a failure now is
+   * the sockets' to end), or the client left before (not a portal failure).
+   */
+  settled?: 'upgraded' | 'client left';
 }
 
 const PENDING = Symbol('pending upstream request');
@@ -61,13 +66,27 @@ export function createUpstream(options: UpstreamOptions): Upstream {
   });
 
   // An upgrade has the same time-out (a client that leaves meanwhile is noticed by it at the latest:
-  // its socket is not read before the portal answers). Once upgraded, http-proxy joins the two
-  // sockets until either ends.
-  proxy.on('proxyReqWs', (proxyReq, req) => {
+  // its socket is not read before the portal answers, so only a reset shows at once). Once
+  // upgraded, http-proxy joins the two sockets until either ends; one destroyed without ending
+  // (which http-proxy's pipes do not pass on) takes the other with it.
+  proxy.on('proxyReqWs', (proxyReq, req, client) => {
     const pending: PendingRequest = { proxyReq, started: performance.now(), timer: setTimeout(timeOut, options.timeoutMs, req), timedOut: false };
     (req as ProxiedRequest)[PENDING] = pending;
-    const answered = () => clearTimeout(pending.timer);
-    proxyReq.once('response', answered).once('upgrade', answered);
+    const clientLeft = () => {
+      pending.settled = 'client left';
+      proxyReq.destroy();
+    };
+    if (client.destroyed) return clientLeft();
+    client.once('close', clientLeft);
+    proxyReq.once('response', () => clearTimeout(pending.timer));
+    proxyReq.once('upgrade', (_response: http.IncomingMessage, portal: Duplex) => {
+      clearTimeout(pending.timer);
+      pending.settled = 'upgraded';
+      client.off('close', clientLeft);
+      if (client.destroyed) return void portal.destroy();
+      client.once('close', () => portal.destroy());
+      portal.once('close', () => client.destroy());
+    });
   });
 
   proxy.on('proxyRes', (proxyRes, req, res) => {
@@ -86,6 +105,7 @@ export function createUpstream(options: UpstreamOptions): Upstream {
   proxy.on('error', (error, req, res) => {
     const pending = (req as ProxiedRequest)[PENDING];
     if (pending) clearTimeout(pending.timer);
+    if (pending?.settled) return void res.destroy();
     options.onFailure(pending?.timedOut ? 'timeout' : classify(error), req, res, error);
   });
 

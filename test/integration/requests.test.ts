@@ -397,6 +397,22 @@ t.test('when the portal fails', async (t) => {
     t.match(await scrape(stack.sidecar.metricsUrl).then((s) => s.value('oidc_sidecar_upstream_errors_total', { reason: 'timeout' })), 2);
   });
 
+  t.test('a client that resets its connection before the portal answers its WebSocket upgrade: the portal connection goes too', async (t) => {
+    const { hostname, port } = new URL(stack.sidecar.url);
+    const socket = net.connect(Number(port), hostname, () => {
+      const lines = [`GET /ws?delayMs=300 HTTP/1.1`, `Host: ${hostname}:${port}`, 'Upgrade: websocket', 'Connection: Upgrade', `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}`, 'Sec-WebSocket-Version: 13', `Cookie: ${cookieHeader}`];
+      socket.write(lines.join('\r\n') + '\r\n\r\n');
+    });
+    socket.on('error', () => undefined);
+    await waitFor(() => stack.portal.requests.at(-1)?.url === '/ws?delayMs=300');
+    const resets = () => scrape(stack.sidecar.metricsUrl).then((s) => s.value('oidc_sidecar_upstream_errors_total', { reason: 'reset' }));
+    const before = await resets();
+    socket.resetAndDestroy();
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    t.equal(stack.portal.openUpgrades(), 0, 'no portal connection is left open for a client that is gone');
+    t.equal(await resets(), before, 'and no portal failure counted');
+  });
+
   t.test('an answered WebSocket outlives upstream.timeoutSeconds', async (t) => {
     const socket = net.connect(Number(new URL(stack.sidecar.url).port), '127.0.0.1');
     t.teardown(() => socket.destroy());

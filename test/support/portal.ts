@@ -13,7 +13,7 @@ import { escapeHtml, htmlPage } from './html.js';
  * - `/echo` answers JSON describing the request,
  * - `/big?kb=N` streams N KiB,
  * - `/cut?kb=N` promises 2N KiB, sends N KiB and drops the connection (a portal failing mid-answer),
- * - `/ws` accepts a WebSocket upgrade and echoes the raw bytes it receives (frames stay masked, so
+ * - `/ws` accepts a WebSocket upgrade (after `delayMs=N` ms) and echoes the raw bytes it receives (frames stay masked, so
  *   it suits byte-level tests rather than a browser's WebSocket); `/ws-silent` never answers one,
  * - `/1k` answers exactly 1024 bytes of HTML (benchmark),
  * - `/hop-by-hop` answers with its own status text, two cookies and connection-level headers (a
@@ -278,7 +278,13 @@ function acceptWebSocket(req: IncomingMessage, socket: Duplex, head: Buffer, upg
   upgraded.add(socket);
   socket.on('close', () => upgraded.delete(socket));
   const accept = createHash('sha1').update(key + WEBSOCKET_GUID).digest('base64');
-  socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
-  if (head.length > 0) socket.write(head);
-  socket.pipe(socket);
+  const answer = () => {
+    if (socket.destroyed) return;
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`);
+    if (head.length > 0) socket.write(head);
+    socket.pipe(socket);
+  };
+  const delayMs = Math.min(Number(new URL(req.url ?? '/', 'http://portal.invalid').searchParams.get('delayMs') ?? 0), MAX_DELAY_MS);
+  if (delayMs > 0) setTimeout(answer, delayMs);
+  else answer();
 }
