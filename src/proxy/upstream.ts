@@ -61,8 +61,11 @@ export function createUpstream(options: UpstreamOptions): Upstream {
   proxy.on('proxyReq', (proxyReq, req, res) => {
     // The client may have left in the moment before the portal connection was handed out.
     if (res.destroyed) return void proxyReq.destroy();
-    (req as ProxiedRequest)[PENDING] = { proxyReq, started: performance.now(), timer: setTimeout(timeOut, options.timeoutMs, req), timedOut: false };
+    const pending: PendingRequest = { proxyReq, started: performance.now(), timer: setTimeout(timeOut, options.timeoutMs, req), timedOut: false };
+    (req as ProxiedRequest)[PENDING] = pending;
     res.on('close', abandonIfUnfinished);
+    // The portal's time starts once it has the whole body: a long upload is not a slow portal.
+    if (carriesBody(req)) proxyReq.once('finish', () => pending.timer.refresh());
   });
 
   // An upgrade has the same time-out (a client that leaves meanwhile is noticed by it at the latest:
@@ -155,11 +158,21 @@ function classify(error: NodeJS.ErrnoException): UpstreamFailure {
   return 'reset';
 }
 
-/** The portal did not start answering in time: the request fails as `timeout` (a 504). */
+/**
+ * The portal did not start answering in time: the request fails as `timeout` (a 504). While the
+ * client's body is still being sent, the time has not started (the server's own time-outs bound a
+ * client that stalls).
+ */
 function timeOut(req: ProxiedRequest): void {
   const pending = req[PENDING]!;
+  if (!pending.proxyReq.writableFinished) return void pending.timer.refresh();
   pending.timedOut = true;
   pending.proxyReq.destroy(new Error('upstream timeout'));
+}
+
+function carriesBody(req: http.IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
 }
 
 /** The client's response closed: if it did not finish, the client left, so the portal request goes too. */

@@ -350,6 +350,29 @@ t.test('when the portal fails', async (t) => {
     t.equal(stack.portal.requests.at(-1)!.aborted, true);
   });
 
+  t.test('an upload longer than upstream.timeoutSeconds is not a slow portal: its time starts once the body is sent', async (t) => {
+    const body = randomBytes(6 * 16 * 1024);
+    const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const { hostname, port } = new URL(stack.sidecar.url);
+      const req = http.request({ hostname, port, path: '/echo', method: 'POST', agent: false, headers: { ...JSON_ACCEPT, cookie: cookieHeader, 'content-length': String(body.length) } }, (res) => {
+        let text = '';
+        res.on('data', (chunk: Buffer) => (text += String(chunk)));
+        res.on('end', () => resolve({ status: res.statusCode!, body: text }));
+      });
+      req.on('error', reject);
+      let sent = 0;
+      const sendNext = () => {
+        req.write(body.subarray(sent, sent + 16 * 1024));
+        sent += 16 * 1024;
+        if (sent < body.length) setTimeout(sendNext, 200);
+        else req.end();
+      };
+      sendNext();
+    });
+    t.equal(answer.status, 200, 'sent over about 1 s, twice the 0.5 s');
+    t.match(JSON.parse(answer.body), { bodyLength: body.length, bodySha256: createHash('sha256').update(body).digest('hex') });
+  });
+
   t.test('the client goes away: the portal request is destroyed', async (t) => {
     const req = http.request(stack.sidecar.url + '/slow?ms=400', { headers: { cookie: cookieHeader } });
     req.on('error', () => undefined);
