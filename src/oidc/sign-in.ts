@@ -18,10 +18,21 @@ export interface SignInFailure {
   user?: string;
 }
 
+/**
+ * The callback of a browser whose binding cookie changed since it started (tabs that all started
+ * before the first binding cookie was set: only the last one's stays): not a failure — the sign-in
+ * starts again with the binding the browser has, once.
+ */
+export interface SignInRestart {
+  ok: false;
+  restart: true;
+  returnTo: string;
+}
+
 /** A refresh found the user no longer allowed: the message is the rule that refuses them. */
 export class AccessWithdrawnError extends Error {}
 
-export type SignInOutcome = { ok: true; session: Session; returnTo: string } | SignInFailure;
+export type SignInOutcome = { ok: true; session: Session; returnTo: string } | SignInFailure | SignInRestart;
 
 const USER_CLAIMS = ['preferred_username', 'upn', 'email', 'sub'];
 
@@ -50,8 +61,8 @@ export class BrowserSignIn {
   }
 
   /** Starts a sign-in that returns to `returnTo`; `bindingValue` is this browser's binding cookie. */
-  begin(returnTo: string, bindingValue: string): Promise<URL> {
-    const transaction = this.transactions.begin({ returnTo, bindingHash: bindingHash(bindingValue) });
+  begin(returnTo: string, bindingValue: string, restarted = false): Promise<URL> {
+    const transaction = this.transactions.begin({ returnTo, bindingHash: bindingHash(bindingValue), restarted });
     return this.provider.authorizationUrl(transaction);
   }
 
@@ -63,6 +74,9 @@ export class BrowserSignIn {
     if (providerError) return providerFailure(providerError, query.get('error_description'), transaction?.returnTo);
     if (!transaction) return failure('unknown_state', 400, 'the state is unknown or expired');
     if (!isBoundTo(transaction, bindingValue)) {
+      // With a binding of its own, the browser signs in again with it: its code is not used, so a
+      // login CSRF (another browser's callback) signs no one in as someone else. Once only: no loop.
+      if (bindingValue !== undefined && !transaction.restarted) return { ok: false, restart: true, returnTo: transaction.returnTo };
       return failure('foreign_state', 400, 'the state was issued to another browser', transaction.returnTo);
     }
     const giveBack = await this.transactions.claim(transaction);

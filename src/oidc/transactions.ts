@@ -11,6 +11,8 @@ export interface LoginTransaction extends AuthorizationChecks {
   bindingHash: string;
   /** Milliseconds since the epoch; the callback must come before. */
   expiresAt: number;
+  /** Started again for a callback that found another binding (see BrowserSignIn.complete): not again. */
+  restarted: boolean;
 }
 
 /** What the state carries, sealed, under short names: the state travels in two URLs. */
@@ -21,6 +23,8 @@ interface SealedFields {
   b: string;
   /** Expiry, seconds since the epoch. */
   e: number;
+  /** 1 when restarted. */
+  s?: 1;
 }
 
 /** How long a sign-in may take between leaving for the provider and coming back. */
@@ -59,12 +63,13 @@ export class LoginTransactions {
   }
 
   /** A new transaction, its `state` the sealed rest. */
-  begin(attempt: { returnTo: string; bindingHash: string }): LoginTransaction {
+  begin(attempt: { returnTo: string; bindingHash: string; restarted?: boolean }): LoginTransaction {
     const fields: SealedFields = {
       i: randomBytes(ID_BYTES).toString('base64url'),
       r: boundedReturnUrl(attempt.returnTo),
       b: attempt.bindingHash,
       e: Math.floor((this.clock() + TRANSACTION_TTL_MS) / 1000),
+      ...(attempt.restarted ? { s: 1 as const } : {}),
     };
     const state = seal(this.#key, Buffer.from(JSON.stringify(fields)), STATE_AAD).toString('base64url');
     return this.#transaction(state, fields);
@@ -100,6 +105,7 @@ export class LoginTransactions {
       returnTo: fields.r,
       bindingHash: fields.b,
       expiresAt: fields.e * 1000,
+      restarted: fields.s === 1,
     };
   }
 }

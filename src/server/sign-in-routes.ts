@@ -6,10 +6,10 @@ import { redirect, sendHtml } from './responses.js';
 import { requestAuditFields, REQUEST_ID_HEADER, type Services } from './services.js';
 
 /** Sends the browser straight to the identity provider; it comes back to `returnTo`. */
-export async function startSignIn(services: Services, req: IncomingMessage, res: ServerResponse, returnTo: string): Promise<void> {
+export async function startSignIn(services: Services, req: IncomingMessage, res: ServerResponse, returnTo: string, restarted = false): Promise<void> {
   if (!services.provider.isReady()) return sendProviderUnavailable(services, req, res);
   const binding = services.cookies.readBinding(req) ?? newBindingValue();
-  const authorizationUrl = await services.signIn.begin(returnTo, binding);
+  const authorizationUrl = await services.signIn.begin(returnTo, binding, restarted);
   redirect(res, authorizationUrl.href, [services.cookies.binding(binding)]);
 }
 
@@ -17,6 +17,7 @@ export async function startSignIn(services: Services, req: IncomingMessage, res:
 export async function finishSignIn(services: Services, req: IncomingMessage, res: ServerResponse, rawQuery: string): Promise<void> {
   if (!services.provider.isReady()) return sendProviderUnavailable(services, req, res);
   const outcome = await services.signIn.complete(rawQuery, services.cookies.readBinding(req));
+  if (!outcome.ok && 'restart' in outcome) return startSignIn(services, req, res, outcome.returnTo, true);
   if (!outcome.ok) return sendSignInFailure(services, req, res, outcome);
   const { cookieValue } = await services.sessions.create(outcome.session);
   services.metrics.sessionCreated();

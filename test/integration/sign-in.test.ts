@@ -1,5 +1,5 @@
 import t from 'tap';
-import { TRANSACTION_TTL_MS } from '../../src/oidc/transactions.js';
+import { newBindingValue, TRANSACTION_TTL_MS } from '../../src/oidc/transactions.js';
 import { createRedisClient } from '../../src/session/redis-store.js';
 import { CookieJar, cancelSignInWithoutBrowser, signInWithoutBrowser } from '../support/browserless.js';
 import { startGraphStandIn, type GraphStandIn } from '../support/graph.js';
@@ -88,6 +88,32 @@ for (const storeKind of ['memory', 'redis'] as const) {
       t.ok(answerOne.cookies._oidc_sidecar && answerTwo.cookies._oidc_sidecar);
     });
 
+    t.test('tabs that all start signing in before the first binding cookie is set all succeed', async (t) => {
+      // Restored tabs: every first request without a binding cookie; the browser keeps the last one set.
+      const [first, second] = await Promise.all([request(stack.sidecar.url + '/tab-one', { headers: NAVIGATION }), request(stack.sidecar.url + '/tab-two', { headers: NAVIGATION })]);
+      const kept = second.cookies._oidc_sidecar_csrf!;
+      t.not(first.cookies._oidc_sidecar_csrf, kept);
+      const jar = new CookieJar();
+      const callbackOne = new URL(await signInWithoutBrowser(String(first.headers.location), 'alice', 'alice-password', jar));
+      const callbackTwo = new URL(await signInWithoutBrowser(String(second.headers.location), 'alice', 'alice-password', jar));
+      const restarted = await callbackRequest(stack, callbackOne.pathname + callbackOne.search, kept);
+      t.equal(restarted.status, 302, "the first tab's callback, bound to the binding the browser lost, starts again …");
+      t.ok(String(restarted.headers.location).startsWith(stack.idp.issuer));
+      const again = new URL(await signInWithoutBrowser(String(restarted.headers.location), 'alice', 'alice-password', jar));
+      const answerOne = await callbackRequest(stack, again.pathname + again.search, kept);
+      t.equal(answerOne.headers.location, `${stack.config.publicUrl}/tab-one`, '… and signs in, back on its page');
+      const answerTwo = await callbackRequest(stack, callbackTwo.pathname + callbackTwo.search, kept);
+      t.equal(answerTwo.headers.location, `${stack.config.publicUrl}/tab-two`);
+      t.ok(answerOne.cookies._oidc_sidecar && answerTwo.cookies._oidc_sidecar);
+
+      const once = await signInUpToCallback(stack);
+      const restartedOnce = await callbackRequest(stack, once.callbackPath, newBindingValue());
+      const afterRestart = new URL(await signInWithoutBrowser(String(restartedOnce.headers.location), 'alice', 'alice-password', jar));
+      const notAgain = await callbackRequest(stack, afterRestart.pathname + afterRestart.search, newBindingValue());
+      t.equal(notAgain.status, 400, 'a restarted sign-in that finds yet another binding fails: no loop');
+      t.match(auditEvents(stack).at(-1), { event: 'login_failed', code: 'foreign_state' });
+    });
+
     t.test('a replayed callback creates no session', async (t) => {
       const { binding, callbackPath } = await signInUpToCallback(stack);
       const first = await callbackRequest(stack, callbackPath, binding);
@@ -101,12 +127,16 @@ for (const storeKind of ['memory', 'redis'] as const) {
 
     t.test("a callback with another browser's state creates no session (login CSRF), and does not spoil that browser's sign-in", async (t) => {
       const { binding: ownBinding, callbackPath } = await signInUpToCallback(stack);
-      for (const binding of [undefined, 'another-browsers-binding']) {
+      for (const binding of [undefined, 'not-a-binding-the-sidecar-makes']) {
         const answer = await callbackRequest(stack, callbackPath, binding);
         t.equal(answer.status, 400);
         t.notOk(answer.cookies._oidc_sidecar);
       }
       t.match(auditEvents(stack).at(-2), { event: 'login_failed', reason: /issued to another browser/ });
+      const withItsOwnBinding = await callbackRequest(stack, callbackPath, newBindingValue());
+      t.equal(withItsOwnBinding.status, 302, 'a browser with a binding of its own …');
+      t.ok(String(withItsOwnBinding.headers.location).startsWith(stack.idp.issuer), '… is sent to sign in itself');
+      t.notOk(withItsOwnBinding.cookies._oidc_sidecar, 'not signed in with the code it brought');
       const own = await callbackRequest(stack, callbackPath, ownBinding);
       t.equal(own.status, 302, 'the browser that started it still signs in');
       t.ok(own.cookies._oidc_sidecar);
