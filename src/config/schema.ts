@@ -154,7 +154,7 @@ const cookieSchema = z
       .optional()
       .describe('seed: "Enable Single Sign On Cookie": the publicUrl host or a parent domain of it, shares the cookie; unset = host-only'),
     secure: z.boolean().optional().describe('Secure attribute; default true when publicUrl is https'),
-    sameSite: z.enum(['lax', 'strict', 'none']).default('lax').describe('SameSite attribute'),
+    sameSite: z.enum(['lax', 'strict', 'none']).default('lax').describe('SameSite attribute; with strict, sign-in ends on a page of the sidecar that moves on to the page asked for (a redirect from the provider would not bring a Strict cookie along)'),
   })
   .prefault({});
 

@@ -10,6 +10,8 @@ export interface PageContent {
   link?: { href: string; text: string };
   /** A button that posts to `action` (a confirmation), shown before the link. */
   form?: { action: string; button: string };
+  /** Where the browser goes at once (a meta refresh: a navigation of this page's own site). */
+  refreshTo?: string;
 }
 
 const STYLE =
@@ -22,9 +24,10 @@ export function renderPage(content: PageContent): string {
   const detail = content.detail ? `<p class="detail"><strong>Reason:</strong> ${escapeHtml(content.detail)}</p>` : '';
   const form = content.form ? `<form method="post" action="${escapeHtml(content.form.action)}"><button type="submit">${escapeHtml(content.form.button)}</button></form>` : '';
   const link = content.link ? `<p><a href="${escapeHtml(content.link.href)}">${escapeHtml(content.link.text)}</a></p>` : '';
+  const refresh = content.refreshTo ? `<meta http-equiv="refresh" content="0;url=${escapeHtml(content.refreshTo)}">` : '';
   return (
     '<!doctype html><html lang="en"><head><meta charset="utf-8">' +
-    '<meta name="viewport" content="width=device-width, initial-scale=1">' +
+    `<meta name="viewport" content="width=device-width, initial-scale=1">${refresh}` +
     `<title>${escapeHtml(content.title)}</title><style>${STYLE}</style></head>` +
     `<body><main><h1>${escapeHtml(content.title)}</h1><p>${escapeHtml(content.message)}</p>${detail}${form}${link}` +
     `<p><small>Request ID: <code>${escapeHtml(content.requestId)}</code></small></p></main></body></html>`

@@ -22,7 +22,17 @@ export async function finishSignIn(services: Services, req: IncomingMessage, res
   const { cookieValue } = await services.sessions.create(outcome.session);
   services.metrics.sessionCreated();
   services.audit.record({ event: 'login', user: outcome.session.user, method: 'session', ...requestAuditFields(services, req) });
-  redirect(res, outcome.returnTo, [services.cookies.session(cookieValue)]);
+  const sessionCookie = services.cookies.session(cookieValue);
+  if (services.config.session.cookie.sameSite !== 'strict') return redirect(res, outcome.returnTo, [sessionCookie]);
+  // A redirect would go on with the navigation the provider's page started: another site's, for
+  // which the browser holds a Strict cookie back, and the portal page would send the user to sign in
+  // again. A page of the sidecar's own that moves on is a navigation of this site.
+  sendHtml(
+    res,
+    200,
+    { title: 'Signed in', message: 'You are signed in.', requestId: String(req.headers[REQUEST_ID_HEADER]), link: { href: outcome.returnTo, text: 'Continue' }, refreshTo: outcome.returnTo },
+    { 'set-cookie': [sessionCookie] },
+  );
 }
 
 function sendSignInFailure(services: Services, req: IncomingMessage, res: ServerResponse, failure: SignInFailure): void {

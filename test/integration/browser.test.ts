@@ -101,6 +101,21 @@ t.test('two tabs that asked for different pages each land on their own page afte
   }
 });
 
+t.test('with session.cookie.sameSite: strict, and the provider another site, the user still lands on the page signed in', async (t) => {
+  const strictStack = await startStack({ idp: { issuerHost: 'localhost' }, config: { session: { cookie: { sameSite: 'strict' } } } });
+  t.teardown(() => strictStack.stop());
+  const context = await newContext(t);
+  const page = await context.newPage();
+  const target = strictStack.sidecar.url + REPORT_PATH;
+  await page.goto(target);
+  t.equal(new URL(page.url()).hostname, 'localhost', 'at the provider, another site');
+  await submitLogin(page, alice.username, alice.password);
+  await page.waitForURL(target);
+  t.match(await page.locator('#identity').innerText(), /Alice Zoë Example/, 'the portal page, signed in: the Strict cookie came along');
+  t.match(await cookieFor(context, strictStack.sidecar.url, sessionCookieName), { sameSite: 'Strict' });
+  t.equal(strictStack.portal.requests.filter((entry) => entry.url === REPORT_PATH).at(-1)?.headers['x-forwarded-user'], alice.username);
+});
+
 t.test('a wrong password keeps the user at the IdP; Cancel ends on the access-denied page, without a session', async (t) => {
   const context = await newContext(t);
   const page = await context.newPage();

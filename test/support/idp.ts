@@ -78,6 +78,11 @@ export interface IdpOptions {
   port?: number;
   /** The issuer's path, as Azure AD's `/<tenant>/v2.0`; default none: the issuer is the origin. */
   issuerPath?: string;
+  /**
+   * The issuer's host name, default `127.0.0.1`. `localhost` makes the IdP another site than a
+   * sidecar on 127.0.0.1, as a real provider is (SameSite rules); it listens on 127.0.0.1 either way.
+   */
+  issuerHost?: '127.0.0.1' | 'localhost';
   clients: TestClient[];
   /** Default: the two DEMO_USERS. */
   users?: readonly TestUser[];
@@ -103,7 +108,7 @@ export interface IdpOptions {
 }
 
 export interface TestIdp {
-  /** `http://127.0.0.1:<port>` */
+  /** `http://127.0.0.1:<port>` (or `localhost`, with `issuerHost`) */
   issuer: string;
   /** An absolute URL on the IdP, e.g. `url('/.well-known/openid-configuration')`. */
   url(path: string): string;
@@ -120,7 +125,7 @@ export async function startIdp(options: IdpOptions): Promise<TestIdp> {
   const signingKey = await processSigningKey();
   const server = createServer();
   const port = await listen(server, options.port ?? 0, HOST);
-  const issuer = `http://${HOST}:${port}${options.issuerPath ?? ''}`;
+  const issuer = `http://${options.issuerHost ?? HOST}:${port}${options.issuerPath ?? ''}`;
   const provider = new Provider(issuer, providerConfiguration(options, users, signingKey));
   // oidc-provider puts `sid` in ID tokens only for clients with a back-channel logout URI; relying
   // parties also need it for front-channel logout (Azure sends only `sid`), so every client gets it.
