@@ -18,6 +18,19 @@ export function readCookie(header: string | undefined, name: string): string | u
   return undefined;
 }
 
+/** The values of every cookie `name` in a Cookie header, in order, at most `max`. */
+export function readCookies(header: string | undefined, name: string, max: number): string[] {
+  const values: string[] = [];
+  for (let start = 0; header && start < header.length && values.length < max; ) {
+    const semicolon = header.indexOf(';', start);
+    const end = semicolon === -1 ? header.length : semicolon;
+    const pair = header.slice(start, end).trim();
+    if (pair.startsWith(name) && pair[name.length] === '=') values.push(pair.slice(name.length + 1).trim());
+    start = end + 1;
+  }
+  return values;
+}
+
 /** A Cookie header without the cookies named in `names` (so the portal never sees the sidecar's). */
 export function withoutCookies(header: string, names: readonly string[]): string {
   let kept = '';

@@ -160,7 +160,7 @@ function buildServices(
     machineClients,
     upstream,
     identity: new IdentityHeaders(identityHeaderMap(config.identity.headers, config.provider.type), config.identity),
-    cookies: new SessionCookies(config),
+    cookies: new SessionCookies(config, sessions.isGenuineCookie),
     publicRoutes: new RouteList(config.routes.public),
     apiRoutes: new RouteList(config.routes.api),
     prefix: config.routes.prefix,

@@ -1,9 +1,11 @@
 import type { IncomingMessage } from 'node:http';
 import type { Config } from '../config/schema.js';
 import { isBindingValue, TRANSACTION_TTL_MS } from '../oidc/transactions.js';
-import { readCookie, serializeCookie, withoutCookies, type CookieAttributes } from './cookies.js';
+import { readCookie, readCookies, serializeCookie, withoutCookies, type CookieAttributes } from './cookies.js';
 
 const HOST_PREFIX = '__Host-';
+/** Session cookies of the same name looked at, at most: a few deployments sharing a parent domain. */
+const MAX_SAME_NAME = 4;
 
 /**
  * The sidecar's two cookies: the session ticket, and the browser binding that ties login
@@ -15,10 +17,22 @@ export class SessionCookies {
   readonly #sessionAttributes: CookieAttributes;
   readonly #bindingAttributes: CookieAttributes;
   readonly #ownNames: readonly string[];
+  /**
+   * With `domain` set, a host-only cookie of the same name from before would be sent first and
+   * hide the new one: it is ended with every session cookie set or cleared.
+   */
+  readonly #hostOnlyEnded: readonly string[];
   /** `name=`: a Cookie header holding only the session cookie starts with it. */
   readonly #sessionPrefix: string;
 
-  constructor(config: Config) {
+  /**
+   * `isGenuine`: whether a session cookie value is signed with this sidecar's secret (Sessions, which
+   * remembers the answer per value).
+   */
+  constructor(
+    config: Config,
+    private readonly isGenuine: (value: string) => boolean = () => true,
+  ) {
     const cookie = config.session.cookie;
     const { secure } = cookie;
     this.name = cookie.name;
@@ -34,6 +48,7 @@ export class SessionCookies {
       sameSite: cookie.sameSite,
       maxAgeSeconds: cookie.type === 'persistent' ? config.session.maxLifetimeHours * 3600 : undefined,
     };
+    this.#hostOnlyEnded = cookie.domain ? [serializeCookie(this.name, '', { ...this.#sessionAttributes, domain: undefined, maxAgeSeconds: 0 })] : [];
     // The binding must come back on the provider's top-level redirect, so it is never Strict.
     this.#bindingAttributes = {
       path: '/',
@@ -43,8 +58,16 @@ export class SessionCookies {
     };
   }
 
+  /**
+   * The session cookie's value. The browser sends every cookie of the name that applies, the
+   * oldest first — one set for a parent domain by another deployment, say: the first one this
+   * sidecar signed wins, so that the other does not send the user to sign in again and again.
+   */
   readSession(req: IncomingMessage): string | undefined {
-    return readCookie(req.headers.cookie, this.name);
+    const { cookie } = req.headers;
+    const first = readCookie(cookie, this.name);
+    if (first === undefined || this.isGenuine(first)) return first;
+    return readCookies(cookie, this.name, MAX_SAME_NAME).find(this.isGenuine) ?? first;
   }
 
   /** The binding cookie's value; undefined when absent, or not one `newBindingValue` makes. */
@@ -53,12 +76,14 @@ export class SessionCookies {
     return value !== undefined && isBindingValue(value) ? value : undefined;
   }
 
-  session(value: string): string {
-    return serializeCookie(this.name, value, this.#sessionAttributes);
+  /** Set-Cookie values for a new session: its cookie, and the end of a host-only one left from before `domain` was set. */
+  session(value: string): string[] {
+    return [serializeCookie(this.name, value, this.#sessionAttributes), ...this.#hostOnlyEnded];
   }
 
-  clearSession(): string {
-    return serializeCookie(this.name, '', { ...this.#sessionAttributes, maxAgeSeconds: 0 });
+  /** Set-Cookie values that end the session cookie (and a host-only one left from before `domain` was set). */
+  clearSession(): string[] {
+    return [serializeCookie(this.name, '', { ...this.#sessionAttributes, maxAgeSeconds: 0 }), ...this.#hostOnlyEnded];
   }
 
   binding(value: string): string {

@@ -22,8 +22,8 @@ export async function finishSignIn(services: Services, req: IncomingMessage, res
   const { cookieValue } = await services.sessions.create(outcome.session);
   services.metrics.sessionCreated();
   services.audit.record({ event: 'login', user: outcome.session.user, method: 'session', ...requestAuditFields(services, req) });
-  const sessionCookie = services.cookies.session(cookieValue);
-  if (services.config.session.cookie.sameSite !== 'strict') return redirect(res, outcome.returnTo, [sessionCookie]);
+  const sessionCookies = services.cookies.session(cookieValue);
+  if (services.config.session.cookie.sameSite !== 'strict') return redirect(res, outcome.returnTo, sessionCookies);
   // A redirect would go on with the navigation the provider's page started: another site's, for
   // which the browser holds a Strict cookie back, and the portal page would send the user to sign in
   // again. A page of the sidecar's own that moves on is a navigation of this site.
@@ -31,7 +31,7 @@ export async function finishSignIn(services: Services, req: IncomingMessage, res
     res,
     200,
     { title: 'Signed in', message: 'You are signed in.', requestId: String(req.headers[REQUEST_ID_HEADER]), link: { href: outcome.returnTo, text: 'Continue' }, refreshTo: outcome.returnTo },
-    { 'set-cookie': [sessionCookie] },
+    { 'set-cookie': sessionCookies },
   );
 }
 
@@ -68,13 +68,13 @@ export async function signOut(services: Services, req: IncomingMessage, res: Ser
   }
   const afterLogout = config.logout.redirectUrl ?? `${services.publicOrigin}${services.prefix}/sign_out`;
   const endSession = config.logout.idpLogout ? provider.endSessionUrl(session.idToken, afterLogout) : null;
-  redirect(res, endSession?.href ?? afterLogout, [cookies.clearSession()]);
+  redirect(res, endSession?.href ?? afterLogout, cookies.clearSession());
 }
 
 /** Shown when no session is left: after the provider's logout, or when there was none. */
 function sendSignedOut(services: Services, req: IncomingMessage, res: ServerResponse, hadCookie: boolean): void {
   const { redirectUrl } = services.config.logout;
-  const clear = hadCookie ? [services.cookies.clearSession()] : [];
+  const clear = hadCookie ? services.cookies.clearSession() : [];
   if (redirectUrl) return redirect(res, redirectUrl, clear);
   sendHtml(
     res,

@@ -161,6 +161,9 @@ export class SessionManager {
     return resumed.ok || resumed.reason !== 'expired' ? resumed : undefined;
   }
 
+  /** True when `cookieValue` is a ticket signed with this secret (whether its session exists or not). */
+  readonly isGenuineCookie = (cookieValue: string): boolean => this.#decodeCookie(cookieValue) !== null;
+
   #decodeCookieValue(cookieValue: string | undefined): DecodedCookie | NoSession {
     if (!cookieValue) return ABSENT;
     return this.#decodeCookie(cookieValue) ?? INVALID;

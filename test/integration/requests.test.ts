@@ -114,6 +114,15 @@ t.test('requests through a running sidecar', async (t) => {
     }
   });
 
+  t.test("another deployment's session cookie of the same name, sent first, does not hide this one's", async (t) => {
+    // What a browser sends when a sidecar on a parent domain (session.cookie.domain) uses the same name.
+    const foreign = `v1.${randomBytes(48).toString('base64url')}.${randomBytes(32).toString('base64url')}`;
+    const answer = await request(url('/echo'), { headers: { ...JSON_ACCEPT, cookie: `_oidc_sidecar=${foreign}; portal=1; _oidc_sidecar=${cookie}` } });
+    t.equal(answer.status, 200);
+    t.equal(lastPortalRequest().headers['x-forwarded-user'], 'alice');
+    t.equal(lastPortalRequest().headers.cookie, 'portal=1', 'neither reaches the portal');
+  });
+
   t.test('request bodies are streamed to the portal unchanged', async (t) => {
     const body = randomBytes(3 * 1024 * 1024);
     const answer = await request(url('/echo'), { method: 'POST', headers: { ...JSON_ACCEPT, cookie: cookieHeader, 'content-type': 'application/octet-stream' }, body });

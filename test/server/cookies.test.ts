@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import t from 'tap';
 import { configSchema } from '../../src/config/schema.js';
 import { newBindingValue } from '../../src/oidc/transactions.js';
-import { readCookie, serializeCookie, withoutCookies } from '../../src/server/cookies.js';
+import { readCookie, readCookies, serializeCookie, withoutCookies } from '../../src/server/cookies.js';
 import { SessionCookies } from '../../src/server/session-cookies.js';
 
 t.test('reads exactly the named cookie', async (t) => {
@@ -12,6 +12,12 @@ t.test('reads exactly the named cookie', async (t) => {
   t.equal(readCookie('_oidc_sidecar=first;_oidc_sidecar=second', '_oidc_sidecar'), 'first');
   t.equal(readCookie(undefined, 'a'), undefined);
   t.equal(readCookie('', 'a'), undefined);
+});
+
+t.test('reads every cookie of a name, in order, up to a bound', async (t) => {
+  t.same(readCookies('s=1; a=2; s=3;s=4; xs=5; s', 's', 10), ['1', '3', '4']);
+  t.same(readCookies('s=1; s=2; s=3', 's', 2), ['1', '2']);
+  t.same(readCookies(undefined, 's', 4), []);
 });
 
 t.test("removes the sidecar's cookies from a Cookie header, and only those", async (t) => {
@@ -43,7 +49,13 @@ t.test('the binding cookie: __Host- when Secure (no sibling subdomain can plant 
   const value = newBindingValue();
   t.equal(secure.bindingName, '__Host-_oidc_sidecar_csrf');
   t.equal(secure.binding(value), `__Host-_oidc_sidecar_csrf=${value}; Path=/; HttpOnly; SameSite=Lax; Secure; Max-Age=600`, 'Secure, Path=/, no Domain: as __Host- requires');
-  t.match(secure.session('v'), /^_oidc_sidecar=v; .*Domain=example\.com/, 'the session cookie keeps its name and domain');
+  t.same(
+    secure.session('v'),
+    ['_oidc_sidecar=v; Path=/; HttpOnly; SameSite=Lax; Domain=example.com; Secure; Max-Age=43200', '_oidc_sidecar=; Path=/; HttpOnly; SameSite=Lax; Secure; Max-Age=0'],
+    'the session cookie keeps its name and domain; a host-only one from before domain was set is ended',
+  );
+  t.same(secure.clearSession().length, 2);
+  t.same(cookiesFor('https://portal.example.com').clearSession(), ['_oidc_sidecar=; Path=/; HttpOnly; SameSite=Lax; Secure; Max-Age=0'], 'host-only: one cookie');
   const lookAlike = `_oidc_sidecar_csrf=${newBindingValue()}`;
   const planted = { headers: { cookie: `${lookAlike}; __Host-_oidc_sidecar_csrf=${value}` } } as IncomingMessage;
   t.equal(secure.readBinding(planted), value, 'a binding without the prefix (a sibling could have set it) is not read');
