@@ -55,6 +55,7 @@ export async function runSessionsCommand(config: Config, positionals: readonly s
       const ended = await sessions.endByUser(request.user);
       await audit?.append(revoked(clock, `${ended} session(s) ended by \`oidc-sidecar sessions revoke --user\``, request.user));
       io.stdout.write(`ended ${ended} session(s)\n`);
+      if (ended === 0) io.stderr.write(`oidc-sidecar sessions: no current session of "${request.user}" (a user name or e-mail in any case, or the exact subject)\n`);
       return 0;
     }
     if (!(await sessions.endById(request.session))) {

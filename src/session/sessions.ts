@@ -210,9 +210,12 @@ export class SessionManager {
     await Promise.all(this.#indexKeys(session).map((indexKey) => this.#store.removeFromSet(indexKey, storeKey)));
   }
 
-  /** Ends every session of a user, named by user name, e-mail or subject; returns how many ended. */
+  /**
+   * Ends every session of a user, named by user name or e-mail (in any case) or subject (exactly);
+   * returns how many ended.
+   */
   endByUser(user: string): Promise<number> {
-    return this.#endIndexed(this.#userIndexKey(user));
+    return this.#endIndexed(this.#userLookupKeys(user));
   }
 
   /**
@@ -220,7 +223,7 @@ export class SessionManager {
    * shown: a record is sealed with a key only its cookie holds, so no claim, only id and time-out.
    */
   async listByUser(user: string): Promise<SessionListing[]> {
-    const storeKeys = await this.#store.setMembers(this.#userIndexKey(user));
+    const storeKeys = await this.#membersOf(this.#userLookupKeys(user));
     const ttls = await Promise.all(storeKeys.map((storeKey) => this.#store.ttl(storeKey)));
     return storeKeys.flatMap((storeKey, i) => (ttls[i] === null ? [] : [{ id: sessionIdOfStoreKey(storeKey), idleTimeoutInMs: ttls[i]! }]));
   }
@@ -237,7 +240,7 @@ export class SessionManager {
 
   /** Ends every session of an IdP session (`sid`); returns how many ended. */
   endBySid(sid: string): Promise<number> {
-    return this.#endIndexed(this.#sidIndexKey(sid));
+    return this.#endIndexed([this.#sidIndexKey(sid)]);
   }
 
   /**
@@ -330,22 +333,36 @@ export class SessionManager {
     await Promise.all(gone.map((storeKey) => this.#store.removeFromSet(indexKey, storeKey)));
   }
 
-  async #endIndexed(indexKey: string): Promise<number> {
-    const storeKeys = await this.#store.setMembers(indexKey);
+  async #endIndexed(indexKeys: string[]): Promise<number> {
+    const storeKeys = await this.#membersOf(indexKeys);
     storeKeys.forEach((storeKey) => this.#forget(storeKey));
     const records = await Promise.all(storeKeys.map((storeKey) => this.#store.take(storeKey)));
     // Member by member: a session created meanwhile keeps its index entry.
-    await Promise.all(storeKeys.map((storeKey) => this.#store.removeFromSet(indexKey, storeKey)));
+    await Promise.all(indexKeys.flatMap((indexKey) => storeKeys.map((storeKey) => this.#store.removeFromSet(indexKey, storeKey))));
     return records.filter((record) => record !== null).length;
   }
 
-  /** Every name a session can be found by: user name, subject and e-mail, and the IdP session. */
+  async #membersOf(indexKeys: string[]): Promise<string[]> {
+    const members = await Promise.all(indexKeys.map((indexKey) => this.#store.setMembers(indexKey)));
+    return [...new Set(members.flat())];
+  }
+
+  /**
+   * Every name a session can be found by: user name and e-mail (lower-cased: `Alice.Smith@Contoso.com`
+   * is found as typed in any case), the subject (as it is: an opaque id), and the IdP session.
+   */
   #indexKeys(session: Session): string[] {
-    const email = typeof session.claims.email === 'string' ? [session.claims.email] : [];
-    const users = new Set([session.user, session.subject, ...email]);
+    const email = typeof session.claims.email === 'string' ? [session.claims.email.toLowerCase()] : [];
+    const users = new Set([session.user.toLowerCase(), session.subject, ...email]);
     const keys = [...users].map((user) => this.#userIndexKey(user));
     if (session.sid) keys.push(this.#sidIndexKey(session.sid));
     return keys;
+  }
+
+  /** Where a name given by an operator or a provider may be indexed: as a subject, and as a user name or e-mail. */
+  #userLookupKeys(user: string): string[] {
+    const folded = user.toLowerCase();
+    return folded === user ? [this.#userIndexKey(user)] : [this.#userIndexKey(user), this.#userIndexKey(folded)];
   }
 
   #userIndexKey(user: string): string {

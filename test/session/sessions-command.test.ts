@@ -76,6 +76,11 @@ t.test('sessions list and revoke, on the Redis of running replicas', async (t) =
     t.ok(await signedIn(bob, url), "bob's session is untouched");
   }
   t.equal((await run(stack.config, 'list', { user: 'alice' })).stdout, 'no current sessions\n');
+  const anyCase = await run(stack.config, 'revoke', { user: 'BOB' });
+  t.equal(anyCase.stdout, 'ended 1 session(s)\n', 'a user name in any case');
+  const nobody = await run(stack.config, 'revoke', { user: 'nobody' });
+  t.equal(nobody.stdout, 'ended 0 session(s)\n');
+  t.match(nobody.stderr, /no current session of "nobody" \(a user name or e-mail in any case, or the exact subject\)/, 'a miss is said');
 
   const client = createRedisClient(stack.config.redis);
   t.teardown(() => client.disconnect());

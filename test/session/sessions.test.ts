@@ -264,6 +264,13 @@ function runSessionSuite(t: Test, name: string, makeEnv: () => Promise<Env>): vo
     await alice();
     t.equal(await sessions.endByUser('subject-alice'), 1);
     t.equal(await sessions.endByUser('nobody'), 0);
+    await alice();
+    t.equal(await sessions.endByUser('ALICE@Example.TEST'), 1, 'user name and e-mail in any case');
+    await sessions.create(aSession(env.clock, { user: 'Carol.Smith', subject: 'Subject-Carol', claims: { email: 'Carol.Smith@Example.test' } }));
+    t.equal(await sessions.endByUser('subject-carol'), 0, 'the subject exactly');
+    t.equal(await sessions.endByUser('carol.smith'), 1);
+    await sessions.create(aSession(env.clock, { user: 'Carol.Smith', subject: 'Subject-Carol', claims: { email: 'Carol.Smith@Example.test' } }));
+    t.equal(await sessions.endByUser('Subject-Carol'), 1);
   });
 
   test('a refresh that brings a new e-mail address moves the session to it in the index', async (t, env) => {
