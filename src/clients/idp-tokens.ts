@@ -73,9 +73,7 @@ export class IdpTokenVerifier {
   #authorize(payload: JWTPayload): IdpTokenResult {
     const clientId = [payload.client_id, payload.azp, payload.appid].find((value) => typeof value === 'string' && value !== '') as string | undefined;
     if (!clientId) return { ok: false, refusal: refusals.noClientId };
-    // An application acting for a signed-in user (Azure's `scp`, or `idtyp: user`): the portal would
-    // take the user's request for the application's own.
-    if (payload.scp !== undefined || payload.idtyp === 'user') return { ok: false, refusal: refusals.delegated, clientId };
+    if (isForSignedInUser(payload, clientId)) return { ok: false, refusal: refusals.delegated, clientId };
     const roles = Array.isArray(payload.roles) ? payload.roles.filter((role): role is string => typeof role === 'string') : [];
     const missing = this.settings.requiredRoles.filter((role) => !roles.includes(role));
     if (missing.length > 0) return { ok: false, refusal: refusals.missingRoles(missing), clientId };
@@ -114,6 +112,18 @@ export class IdpTokenVerifier {
       return undefined;
     }
   }
+}
+
+/**
+ * A token issued to an application acting for a signed-in user, or for the user: the portal would
+ * take the user's request for the application's own. Azure says so with `scp` or `idtyp: user`; an
+ * ID token carries a `nonce`; and an application's own token names the application as its subject —
+ * the client id (RFC 9068 §2.2), or with Azure AD its service principal, `oid` — while a user's
+ * names the user.
+ */
+function isForSignedInUser(payload: JWTPayload, clientId: string): boolean {
+  if (payload.scp !== undefined || payload.idtyp === 'user' || payload.nonce !== undefined) return true;
+  return payload.sub !== undefined && payload.sub !== clientId && payload.sub !== payload.oid;
 }
 
 /**
