@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { MachineAuthenticator } from './authenticator.js';
-import type { FailureThrottle } from './failure-throttle.js';
+import { throttleSource, type FailureThrottle } from './failure-throttle.js';
 import { CheckLimit } from './check-limit.js';
 import { clientRefusals, type Refusal } from './reasons.js';
 import { clientCredentialsHash, type Application, type ApplicationRegistry } from './registry.js';
@@ -113,7 +113,7 @@ export class TokenEndpoint {
     // An application without this grant is throttled and checked like an unknown client id. Those share
     // one counter per address (changing the id must not escape the throttle) and the registry's decoy.
     const hash = clientCredentialsHash(app);
-    const attempt = `${address} ${hash === undefined ? '(unknown client)' : clientId}`;
+    const attempt = `${throttleSource(address)} ${hash === undefined ? '(unknown client)' : clientId}`;
     if (this.options.throttle.isThrottled(attempt)) {
       // Answering at once would tell a throttled id (an unknown one, say) from one still checked.
       await sleep(this.#checkMs);

@@ -411,6 +411,31 @@ t.test('behind a trusted proxy the client is named by X-Forwarded-For: in the au
   t.match(auditEvents(stack).at(-1), { code: 'secret', ip: '203.0.113.10', reason: /^1 more like this from 203\.0\.113\.10 / }, '… another behind the same proxy is still checked');
 });
 
+t.test('an IPv6 client is throttled by its /64: a new address in it for every attempt does not escape', async (t) => {
+  const stack: Stack = await startStack({
+    config: {
+      listen: { trustedProxies: ['127.0.0.1'] },
+      applications: [{ clientId: 'job', grantTypes: ['client_credentials'], clientSecretHash: await hashSecret('right'), routes: ['^/api/'] }],
+    },
+  });
+  let stopped = false;
+  t.teardown(() => (stopped ? undefined : stack.stop()));
+  const attempt = (forwardedFor: string) =>
+    request(stack.sidecar.url + '/oauth2/token', {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-forwarded-for': forwardedFor },
+      body: new URLSearchParams({ grant_type: 'client_credentials', client_id: 'job', client_secret: 'wrong' }).toString(),
+    });
+  for (let i = 1; i <= 20; i++) await attempt(`2001:db8:1:2::${i.toString(16)}`);
+  await attempt('2001:db8:1:2:ffff:ffff:ffff:fffe');
+  t.match(auditEvents(stack).at(-1), { code: 'throttled', ip: '2001:db8:1:2:ffff:ffff:ffff:fffe' }, 'throttled: twenty failures from its /64');
+  await attempt('2001:db8:1:3::1');
+  // Twenty `secret` refusals a minute are audited one by one; this one is in the summary written at stop.
+  await stack.stop();
+  stopped = true;
+  t.match(auditEvents(stack).at(-1), { code: 'secret', ip: '2001:db8:1:3::1' }, 'another /64 is still checked');
+});
+
 t.test('a throttled attempt takes as long as a checked one: answer times do not tell which client ids exist', async (t) => {
   const stack: Stack = await startStack({
     config: { applications: [{ clientId: 'job', grantTypes: ['client_credentials'], clientSecretHash: await hashSecret('right'), routes: ['^/api/'] }] },
