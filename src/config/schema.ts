@@ -99,7 +99,7 @@ const azureSchema = z
   .strictObject({
     tenant: text.optional().describe('Azure tenant id or domain ("[tenant]" of the seed endpoints)'),
     allowedTenants: z.array(text).default([]).describe('tenant ids (`tid`) whose users may sign in; empty = any the tenant setting lets in'),
-    authorityHost: secureUrl.default('https://login.microsoftonline.com').describe('Azure sign-in host (sovereign clouds; tests)'),
+    authorityHost: secureUrl.default('https://login.microsoftonline.com').describe('Azure sign-in host (sovereign clouds, e.g. https://login.microsoftonline.us: the tenant must then be named by its id)'),
     graphUrl: secureUrl.default('https://graph.microsoft.com').describe('Microsoft Graph base URL: group overage (users in more than 200 groups)'),
   })
   .prefault({});
@@ -127,11 +127,18 @@ const providerObject = z.strictObject({
 });
 
 const providerSchema = requiredSection(providerObject.superRefine(checkProviderRules));
+/** openid-client accepts an Entra issuer that names the tenant by id (a domain name, `organizations`) for this host only. */
+const GLOBAL_AZURE_AUTHORITY = 'https://login.microsoftonline.com';
+const AZURE_TENANT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 function checkProviderRules(provider: z.output<typeof providerObject>, ctx: z.RefinementCtx): void {
   const problem = (path: string[], message: string) => ctx.addIssue({ code: 'custom', path, message });
   if (provider.type === 'oidc' && !provider.issuerUrl) problem(['issuerUrl'], 'is required when provider.type is "oidc"');
   if (provider.type === 'azure' && !provider.azure.tenant) problem(['azure', 'tenant'], 'is required when provider.type is "azure"');
+  const authority = URL.canParse(provider.azure.authorityHost) ? new URL(provider.azure.authorityHost).origin : GLOBAL_AZURE_AUTHORITY;
+  if (provider.type === 'azure' && provider.azure.tenant && !AZURE_TENANT_ID.test(provider.azure.tenant) && authority !== GLOBAL_AZURE_AUTHORITY) {
+    problem(['azure', 'tenant'], `must be the tenant id (a GUID) with authorityHost ${authority}: the issuer of a tenant name, "organizations" or "common" is checked on ${GLOBAL_AZURE_AUTHORITY} only`);
+  }
   if (provider.type !== 'azure' && provider.azure.allowedTenants.length > 0) problem(['azure', 'allowedTenants'], 'applies only when provider.type is "azure"');
   if (provider.clientAuth === 'private_key_jwt') {
     if (!provider.privateKeyFile) problem(['privateKeyFile'], 'is required when provider.clientAuth is "private_key_jwt"');

@@ -267,6 +267,11 @@ t.test('every cross-field rule names the key it is about', async (t) => {
   const cases: Array<[rule: string, changes: Tree, problem: string]> = [
     ['issuerUrl is required for type oidc', { provider: { issuerUrl: undefined } }, 'provider.issuerUrl: is required when provider.type is "oidc"'],
     ['tenant is required for type azure', { provider: { type: 'azure', issuerUrl: undefined } }, 'provider.azure.tenant: is required when provider.type is "azure"'],
+    [
+      'a sovereign cloud needs the tenant id',
+      { provider: { type: 'azure', issuerUrl: undefined, azure: { tenant: 'organizations', authorityHost: 'https://login.microsoftonline.us' } } },
+      'provider.azure.tenant: must be the tenant id (a GUID) with authorityHost https://login.microsoftonline.us: the issuer of a tenant name, "organizations" or "common" is checked on https://login.microsoftonline.com only',
+    ],
     ['allowed tenants only with type azure', { provider: { azure: { allowedTenants: ['11111111-2222-3333-4444-555555555555'] } } }, 'provider.azure.allowedTenants: applies only when provider.type is "azure"'],
     ['clientSecret is required for client_secret_basic', { provider: { clientSecret: undefined } }, 'provider.clientSecret: is required when provider.clientAuth is "client_secret_basic"'],
     [
@@ -350,11 +355,15 @@ t.test('every cross-field rule names the key it is about', async (t) => {
     ],
   ];
   for (const [rule, changes, problem] of cases) t.same(await problemsOf(loadTree(t, configWith(changes))), [problem], rule);
+  const malformedAuthority = await problemsOf(loadTree(t, configWith({ provider: { type: 'azure', issuerUrl: undefined, azure: { tenant: 'organizations', authorityHost: 'not a url' } } })));
+  t.match(malformedAuthority, [/^provider\.azure\.authorityHost: /], 'a malformed authority host is said, once');
+  t.equal(malformedAuthority.length, 1);
 });
 
 t.test('configurations that satisfy the cross-field rules load', async (t) => {
   const cases: Array<[what: string, changes: Tree]> = [
     ['azure with a tenant needs no issuerUrl', { provider: { type: 'azure', issuerUrl: undefined, azure: { tenant: 'contoso.onmicrosoft.com' } } }],
+    ['a sovereign cloud with the tenant id', { provider: { type: 'azure', issuerUrl: undefined, azure: { tenant: '0B5E2F64-3c1d-4f7a-9e8b-6a2d1c0f4e31', authorityHost: 'https://login.microsoftonline.us' } } }],
     ['private_key_jwt needs no clientSecret', { provider: { clientSecret: undefined, clientAuth: 'private_key_jwt', privateKeyFile: '/k.pem' } }],
     ['redis with one mode', { session: { store: 'redis' }, redis: { url: 'rediss://:pw@redis.example.com:6379' } }],
     ['plain http on 127.0.0.1', { publicUrl: 'http://127.0.0.1:4180', provider: { issuerUrl: 'http://127.0.0.1:9000/' } }],
