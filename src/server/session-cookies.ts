@@ -78,12 +78,13 @@ export class SessionCookies {
 
   /** Set-Cookie values for a new session: its cookie, and the end of a host-only one left from before `domain` was set. */
   session(value: string): string[] {
-    return [serializeCookie(this.name, value, this.#sessionAttributes), ...this.#hostOnlyEnded];
+    // The ending first: a client that keeps cookies by name alone keeps the session's.
+    return [...this.#hostOnlyEnded, serializeCookie(this.name, value, this.#sessionAttributes)];
   }
 
   /** Set-Cookie values that end the session cookie (and a host-only one left from before `domain` was set). */
   clearSession(): string[] {
-    return [serializeCookie(this.name, '', { ...this.#sessionAttributes, maxAgeSeconds: 0 }), ...this.#hostOnlyEnded];
+    return [...this.#hostOnlyEnded, serializeCookie(this.name, '', { ...this.#sessionAttributes, maxAgeSeconds: 0 })];
   }
 
   binding(value: string): string {

@@ -51,7 +51,7 @@ t.test('the binding cookie: __Host- when Secure (no sibling subdomain can plant 
   t.equal(secure.binding(value), `__Host-_oidc_sidecar_csrf=${value}; Path=/; HttpOnly; SameSite=Lax; Secure; Max-Age=600`, 'Secure, Path=/, no Domain: as __Host- requires');
   t.same(
     secure.session('v'),
-    ['_oidc_sidecar=v; Path=/; HttpOnly; SameSite=Lax; Domain=example.com; Secure; Max-Age=43200', '_oidc_sidecar=; Path=/; HttpOnly; SameSite=Lax; Secure; Max-Age=0'],
+    ['_oidc_sidecar=; Path=/; HttpOnly; SameSite=Lax; Secure; Max-Age=0', '_oidc_sidecar=v; Path=/; HttpOnly; SameSite=Lax; Domain=example.com; Secure; Max-Age=43200'],
     'the session cookie keeps its name and domain; a host-only one from before domain was set is ended',
   );
   t.same(secure.clearSession().length, 2);

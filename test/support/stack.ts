@@ -124,7 +124,8 @@ export async function signIn(
   });
   if (answer.status !== 302) throw new Error(`callback answered ${answer.status}: ${answer.body}`);
   const cookie = answer.cookies[cookieName]!;
-  const setCookie = (answer.headers['set-cookie'] ?? []).find((header) => header.startsWith(cookieName + '='))!;
+  // The session cookie is the last of its name (a host-only one may be ended before it: session.cookie.domain).
+  const setCookie = (answer.headers['set-cookie'] ?? []).findLast((header) => header.startsWith(cookieName + '='))!;
   return { cookie, location: String(answer.headers.location), cookieHeader: `${cookieName}=${cookie}`, setCookie };
 }
 
