@@ -32,6 +32,8 @@ interface PendingRequest {
   readonly started: number;
   readonly timer: NodeJS.Timeout;
   timedOut: boolean;
+  /** The client is still sending the body: the time-out waits. */
+  uploading?: boolean;
   /**
    * A WebSocket upgrade that needs no HTTP answer any more: the portal accepted it (a failure now is
    * the sockets' to end), or the client left before (not a portal failure).
@@ -64,8 +66,14 @@ export function createUpstream(options: UpstreamOptions): Upstream {
     const pending: PendingRequest = { proxyReq, started: performance.now(), timer: setTimeout(timeOut, options.timeoutMs, req), timedOut: false };
     (req as ProxiedRequest)[PENDING] = pending;
     res.on('close', abandonIfUnfinished);
-    // The portal's time starts once it has the whole body: a long upload is not a slow portal.
-    if (carriesBody(req)) proxyReq.once('finish', () => pending.timer.refresh());
+    // The portal's time starts again once the client has sent the whole body: a long upload is not a slow portal.
+    if (carriesBody(req) && !req.complete) {
+      pending.uploading = true;
+      req.once('end', () => {
+        pending.uploading = false;
+        pending.timer.refresh();
+      });
+    }
   });
 
   // An upgrade has the same time-out (a client that leaves meanwhile is noticed by it at the latest:
@@ -87,8 +95,9 @@ export function createUpstream(options: UpstreamOptions): Upstream {
       pending.settled = 'upgraded';
       client.off('close', clientLeft);
       if (client.destroyed) return void portal.destroy();
-      client.once('close', () => portal.destroy());
-      portal.once('close', () => client.destroy());
+      // Not after an orderly end: the pipe ended the other side, which still sends what it holds (the last frames).
+      client.once('close', () => void (portal.writableEnded || portal.destroy()));
+      portal.once('close', () => void (client.writableEnded || client.destroy()));
     });
   });
 
@@ -160,12 +169,12 @@ function classify(error: NodeJS.ErrnoException): UpstreamFailure {
 
 /**
  * The portal did not start answering in time: the request fails as `timeout` (a 504). While the
- * client's body is still being sent, the time has not started (the server's own time-outs bound a
- * client that stalls).
+ * client is still sending its body the time does not run out (the server's own time-outs bound a
+ * client that stalls); a portal connection that cannot even be opened does.
  */
 function timeOut(req: ProxiedRequest): void {
   const pending = req[PENDING]!;
-  if (!pending.proxyReq.writableFinished) return void pending.timer.refresh();
+  if (pending.uploading) return void pending.timer.refresh();
   pending.timedOut = true;
   pending.proxyReq.destroy(new Error('upstream timeout'));
 }
