@@ -73,7 +73,7 @@ export class IdpTokenVerifier {
   #authorize(payload: JWTPayload): IdpTokenResult {
     const clientId = [payload.client_id, payload.azp, payload.appid].find((value) => typeof value === 'string' && value !== '') as string | undefined;
     if (!clientId) return { ok: false, refusal: refusals.noClientId };
-    if (isForSignedInUser(payload, clientId)) return { ok: false, refusal: refusals.delegated, clientId };
+    if (isForSignedInUser(payload)) return { ok: false, refusal: refusals.delegated, clientId };
     const roles = Array.isArray(payload.roles) ? payload.roles.filter((role): role is string => typeof role === 'string') : [];
     const missing = this.settings.requiredRoles.filter((role) => !roles.includes(role));
     if (missing.length > 0) return { ok: false, refusal: refusals.missingRoles(missing), clientId };
@@ -117,13 +117,11 @@ export class IdpTokenVerifier {
 /**
  * A token issued to an application acting for a signed-in user, or for the user: the portal would
  * take the user's request for the application's own. Azure says so with `scp` or `idtyp: user`; an
- * ID token carries a `nonce`; and an application's own token names the application as its subject —
- * the client id (RFC 9068 §2.2), or with Azure AD its service principal, `oid` — while a user's
- * names the user.
+ * ID token carries a `nonce`. (Its subject tells nothing for certain: providers name an application
+ * in `sub` their own way — the client id, `<client id>@clients`, a service account's id.)
  */
-function isForSignedInUser(payload: JWTPayload, clientId: string): boolean {
-  if (payload.scp !== undefined || payload.idtyp === 'user' || payload.nonce !== undefined) return true;
-  return payload.sub !== undefined && payload.sub !== clientId && payload.sub !== payload.oid;
+function isForSignedInUser(payload: JWTPayload): boolean {
+  return payload.scp !== undefined || payload.idtyp === 'user' || payload.nonce !== undefined;
 }
 
 /**

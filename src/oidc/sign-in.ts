@@ -144,9 +144,10 @@ function tokenFields(tokens: TokenSet): Pick<Session, 'idToken' | 'accessToken' 
   return { idToken: tokens.idToken, accessToken: tokens.accessToken, refreshToken: tokens.refreshToken, tokenExpiresAt: tokens.expiresAt };
 }
 
-/** The name logs and the audit log show: the X-Forwarded-User rule of DESIGN.md §4. */
+/** The name logs and the audit log show: the X-Forwarded-User rule of DESIGN.md §4 (an unverified e-mail is none). */
 function userName(claims: Claims): string {
   for (const claim of USER_CLAIMS) {
+    if (claim === 'email' && hasUnverifiedEmail(claims)) continue;
     const value = claims[claim];
     if (typeof value === 'string' && value !== '') return value;
   }
