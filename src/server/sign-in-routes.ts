@@ -1,5 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { newBindingValue } from '../oidc/transactions.js';
+import { authenticateSession } from './browser-auth.js';
 import type { SignInFailure } from '../oidc/sign-in.js';
 import { isCrossSite } from './request-kind.js';
 import { redirect, sendHtml } from './responses.js';
@@ -17,7 +18,7 @@ export async function startSignIn(services: Services, req: IncomingMessage, res:
 export async function finishSignIn(services: Services, req: IncomingMessage, res: ServerResponse, rawQuery: string): Promise<void> {
   if (!services.provider.isReady()) return sendProviderUnavailable(services, req, res);
   const outcome = await services.signIn.complete(rawQuery, services.cookies.readBinding(req));
-  if (!outcome.ok && 'restart' in outcome) return startSignIn(services, req, res, outcome.returnTo, true);
+  if (!outcome.ok && 'restart' in outcome) return restartSignIn(services, req, res, outcome.returnTo);
   if (!outcome.ok) return sendSignInFailure(services, req, res, outcome);
   const { cookieValue } = await services.sessions.create(outcome.session);
   services.metrics.sessionCreated();
@@ -33,6 +34,17 @@ export async function finishSignIn(services: Services, req: IncomingMessage, res
     { title: 'Signed in', message: 'You are signed in.', requestId: String(req.headers[REQUEST_ID_HEADER]), link: { href: outcome.returnTo, text: 'Continue' }, refreshTo: outcome.returnTo },
     { 'set-cookie': sessionCookies },
   );
+}
+
+/**
+ * A callback whose state is bound to another binding than the browser's (tabs racing, or another
+ * browser's callback): if another tab has signed the browser in meanwhile, on to the page; else the
+ * sign-in starts again with the browser's binding.
+ */
+async function restartSignIn(services: Services, req: IncomingMessage, res: ServerResponse, returnTo: string): Promise<void> {
+  services.logger.info({ requestId: req.headers[REQUEST_ID_HEADER] }, "sign-in callback with another browser binding's state: not used; the sign-in starts again");
+  if (await authenticateSession(services, req)) return redirect(res, returnTo);
+  return startSignIn(services, req, res, returnTo, true);
 }
 
 function sendSignInFailure(services: Services, req: IncomingMessage, res: ServerResponse, failure: SignInFailure): void {

@@ -105,6 +105,16 @@ for (const storeKind of ['memory', 'redis'] as const) {
       const answerTwo = await callbackRequest(stack, callbackTwo.pathname + callbackTwo.search, kept);
       t.equal(answerTwo.headers.location, `${stack.config.publicUrl}/tab-two`);
       t.ok(answerOne.cookies._oidc_sidecar && answerTwo.cookies._oidc_sidecar);
+      t.ok(stack.logLines.some((line) => line.includes('the sign-in starts again')), 'the restart is logged');
+
+      // A tab whose callback comes after another tab signed the browser in goes straight to its page.
+      const [third, fourth] = await Promise.all([request(stack.sidecar.url + '/tab-three', { headers: NAVIGATION }), request(stack.sidecar.url + '/tab-four', { headers: NAVIGATION })]);
+      const keptNow = fourth.cookies._oidc_sidecar_csrf!;
+      const callbackThree = new URL(await signInWithoutBrowser(String(third.headers.location), 'alice', 'alice-password', jar));
+      const signedIn = `_oidc_sidecar=${answerTwo.cookies._oidc_sidecar}`;
+      const straight = await request(stack.sidecar.url + callbackThree.pathname + callbackThree.search, { headers: { ...NAVIGATION, cookie: `_oidc_sidecar_csrf=${keptNow}; ${signedIn}` } });
+      t.equal(straight.headers.location, `${stack.config.publicUrl}/tab-three`, 'signed in meanwhile: on to its page, no second sign-in');
+      t.notOk(straight.cookies._oidc_sidecar, 'and no second session');
 
       const once = await signInUpToCallback(stack);
       const restartedOnce = await callbackRequest(stack, once.callbackPath, newBindingValue());
