@@ -27,15 +27,25 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
  */
 const DEPENDENCY_DEPRECATIONS = new Set(['DEP0060']);
 
+/** Node options by which an operator decides where warnings go: then Node's own handling stays. */
+const OWN_WARNING_HANDLING = /(?:^|\s)"?--(?:no-warnings|trace-warnings|redirect-warnings)(?:[=\s"]|$)/;
+/** `--disable-warning=X`, as given on the command line or in NODE_OPTIONS (where it may be quoted). */
+const DISABLED_WARNING = /(?:^|\s)"?--disable-warning[=\s]"?([^\s"]+)/g;
+
 /**
  * Node's process warnings as log lines, one JSON object each, in place of the plain-text lines Node
  * writes to stderr, which log collectors take for errors; the dependencies' known deprecations are
- * left out. `--no-deprecation` and `--disable-warning=CODE` still silence what they name.
+ * left out. Node's options still apply: `--no-deprecation` and `--disable-warning=CODE|TYPE` (in the
+ * command line or NODE_OPTIONS) silence what they name; with `--no-warnings`, `--trace-warnings` or
+ * `--redirect-warnings` (or NODE_NO_WARNINGS=1) Node handles warnings as it was asked to.
  */
-export function logProcessWarnings(logger: Logger): void {
+export function logProcessWarnings(logger: Logger, env: NodeJS.ProcessEnv = process.env, execArgv: readonly string[] = process.execArgv): void {
+  const nodeOptions = [...execArgv, env.NODE_OPTIONS ?? ''].join(' ');
+  if (env.NODE_NO_WARNINGS === '1' || OWN_WARNING_HANDLING.test(nodeOptions)) return;
+  const silenced = new Set([...DEPENDENCY_DEPRECATIONS, ...Array.from(nodeOptions.matchAll(DISABLED_WARNING), (match) => match[1]!)]);
   process.removeAllListeners('warning');
   process.on('warning', (warning: Error & { code?: string }) => {
-    if (warning.code !== undefined && DEPENDENCY_DEPRECATIONS.has(warning.code)) return;
+    if ((warning.code !== undefined && silenced.has(warning.code)) || silenced.has(warning.name)) return;
     logger.warn({ warning: { name: warning.name, code: warning.code, message: warning.message } }, 'process warning');
   });
 }
