@@ -153,7 +153,7 @@ const cookieSchema = z
       .string()
       .regex(/^[A-Za-z0-9_.-]+$/, 'may hold only letters, digits, "_", "." and "-"')
       .default('_oidc_sidecar')
-      .describe('session cookie name'),
+      .describe('session cookie name; `__Host-…` (https, no domain) keeps sibling subdomains from planting one'),
     type: z.enum(['persistent', 'session']).default('persistent').describe('seed: "Cookie type" persistent/session'),
     domain: z
       .string()
@@ -366,6 +366,14 @@ function checkCrossSectionRules(config: ParsedConfig, ctx: z.RefinementCtx): voi
   }
   if (session.cookie.sameSite === 'none' && !secureCookie(config)) {
     ctx.addIssue({ code: 'custom', path: ['session', 'cookie', 'sameSite'], message: '"none" requires a Secure cookie (session.cookie.secure: true)' });
+  }
+  // Browsers drop a cookie whose name prefix promises what its attributes do not: sign-in would loop.
+  const { name } = session.cookie;
+  if ((name.startsWith('__Host-') || name.startsWith('__Secure-')) && !secureCookie(config)) {
+    ctx.addIssue({ code: 'custom', path: ['session', 'cookie', 'name'], message: 'a __Host- or __Secure- name requires a Secure cookie (an https publicUrl)' });
+  }
+  if (name.startsWith('__Host-') && session.cookie.domain !== undefined) {
+    ctx.addIssue({ code: 'custom', path: ['session', 'cookie', 'name'], message: 'a __Host- name cannot have session.cookie.domain (a __Host- cookie is host-only)' });
   }
   const idpAudiences = [config.clients.idpTokens?.audience ?? []].flat();
   if (idpAudiences.includes(config.provider.clientId)) {

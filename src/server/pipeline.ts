@@ -138,7 +138,8 @@ export function createUpgradeHandler(services: Services): (req: IncomingMessage,
 /**
  * Only WebSocket upgrades are tunnelled. Another protocol — `h2c` above all — would turn the
  * connection into one on which the client sends the portal any number of requests the sidecar never
- * sees (h2c smuggling).
+ * sees (h2c smuggling). http-proxy drops such an upgrade too, without an answer; here it gets a 400
+ * before any credential is looked at.
  */
 function isWebSocketUpgrade(req: IncomingMessage): boolean {
   return req.method === 'GET' && req.headers.upgrade?.trim().toLowerCase() === 'websocket';

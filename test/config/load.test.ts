@@ -323,6 +323,8 @@ t.test('every cross-field rule names the key it is about', async (t) => {
       'session.cookie.domain: must be the publicUrl host or a parent domain of it',
     ],
     ['a cookie domain that is not a domain name', { session: { cookie: { domain: 'example.com; SameSite=None' } } }, 'session.cookie.domain: must be a domain name such as example.com'],
+    ['a __Host- name without Secure', { publicUrl: 'http://127.0.0.1:4180', provider: { issuerUrl: 'http://127.0.0.1:9000/' }, session: { cookie: { name: '__Host-portal' } } }, 'session.cookie.name: a __Host- or __Secure- name requires a Secure cookie (an https publicUrl)'],
+    ['a __Host- name with a domain', { publicUrl: 'https://portal.example.com', session: { cookie: { name: '__Host-portal', domain: 'example.com' } } }, 'session.cookie.name: a __Host- name cannot have session.cookie.domain (a __Host- cookie is host-only)'],
     [
       'SameSite=None without Secure',
       { session: { cookie: { sameSite: 'none', secure: false } } },
@@ -371,6 +373,8 @@ t.test('configurations that satisfy the cross-field rules load', async (t) => {
     ['plain http on [::1]', { publicUrl: 'http://[::1]:4180' }],
     ['a 32-byte secret of 16 two-byte characters', { session: { secret: 'é'.repeat(16) } }],
     ['SameSite=None on an https publicUrl', { session: { cookie: { sameSite: 'none' } } }],
+    ['a __Host- session cookie on an https publicUrl', { session: { cookie: { name: '__Host-portal' } } }],
+    ['a __Secure- session cookie shared with a parent domain', { publicUrl: 'https://portal.example.com', session: { cookie: { name: '__Secure-portal', domain: 'example.com' } } }],
     ['a cookie domain that is a parent of the publicUrl host', { publicUrl: 'https://portal.example.com', session: { cookie: { domain: '.Example.com' } } }],
     ['a cookie domain that is the publicUrl IP address', { publicUrl: 'http://127.0.0.1:4180', session: { cookie: { domain: '127.0.0.1' } } }],
     ['a cookie domain that is the publicUrl host', { publicUrl: 'https://portal.example.com', session: { cookie: { domain: 'portal.example.com' } } }],
