@@ -481,7 +481,7 @@ t.test('every configuration key passes through verbatim: a complete configuratio
     session: {
       store: 'redis',
       secret: 'session-secret-0123456789-abcdefghijklmnop',
-      cookie: { name: '__Host-portal', type: 'session', domain: 'example.com', secure: true, sameSite: 'strict' },
+      cookie: { name: '__Secure-portal', type: 'session', domain: 'example.com', secure: true, sameSite: 'strict' },
       idleTimeoutMinutes: 15,
       maxLifetimeHours: 8,
       refreshTokens: false,
