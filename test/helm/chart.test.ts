@@ -63,6 +63,7 @@ interface Container {
   readinessProbe?: { httpGet?: { path: string; port: string | number } };
   startupProbe?: { httpGet?: { path: string; port: string | number } };
   volumeMounts?: { name: string; mountPath: string; subPath?: string; readOnly?: boolean }[];
+  lifecycle?: Mapping;
 }
 
 interface Volume {
@@ -79,11 +80,13 @@ interface PodSpec {
   securityContext?: Mapping;
   serviceAccountName?: string;
   automountServiceAccountToken?: boolean;
+  terminationGracePeriodSeconds?: number;
 }
 
 interface Deployment extends K8sObject {
   spec: {
     replicas?: number;
+    strategy?: Mapping;
     selector: { matchLabels: Record<string, string> };
     template: { metadata: { labels: Record<string, string>; annotations: Record<string, string> }; spec: PodSpec };
   };
@@ -542,6 +545,14 @@ t.test('mode sidecar: the portal container beside the sidecar, the Service on th
   );
   t.equal(container(deployment, 'portal').image, 'registry.example.com/legacy/portal:7.4');
   t.same(container(deployment, 'portal').ports, [{ name: 'portal', containerPort: 8080, protocol: 'TCP' }]);
+  t.same(container(deployment, 'portal').readinessProbe, { tcpSocket: { port: 'portal' }, periodSeconds: 5 }, 'ready once the portal accepts connections');
+  t.same(container(deployment, 'portal').lifecycle, { preStop: { sleep: { seconds: 25 } } }, 'the portal serves until the sidecar has drained (25 s)');
+  t.equal(deployment.spec.template.spec.terminationGracePeriodSeconds, 40);
+  const ownProbe = find<Deployment>(await render('sidecar', { portal: { readinessProbe: { httpGet: { path: '/health', port: 'portal' } }, lifecycle: { preStop: { exec: { command: ['/stop'] } } } } }), 'Deployment');
+  t.same(container(ownProbe, 'portal').readinessProbe, { httpGet: { path: '/health', port: 'portal' } }, "the values' own probe replaces it");
+  t.same(container(ownProbe, 'portal').lifecycle, { preStop: { exec: { command: ['/stop'] } } });
+  const recreate = find<Deployment>(await render('sidecar', { strategy: { type: 'Recreate' } }), 'Deployment');
+  t.same(recreate.spec.strategy, { type: 'Recreate' }, 'Recreate: without the default rollingUpdate, which the API would refuse');
   t.equal(container(deployment).image, 'ghcr.io/example/oidc-sidecar:0.1.0', 'the sidecar image defaults to appVersion');
   t.same(container(deployment).args, ['--config', '/etc/oidc-sidecar/config.yaml']);
   t.equal(renderedConfig(rendered).upstream && (renderedConfig(rendered).upstream as Mapping).url, 'http://127.0.0.1:8080', 'the sidecar proxies to the portal on loopback');
@@ -581,6 +592,15 @@ t.test('mode standalone: the sidecar alone, upstream = the portal Service (throu
   t.equal(config.upstream.url, `http://${RELEASE}-portal.${NAMESPACE}.svc.cluster.local:8080`);
   t.equal(config.upstream.timeoutSeconds, 30);
   t.same(config.redis, { keyPrefix: 'portal:', passwordFile: '/etc/oidc-sidecar/secrets/redis-password', url: 'redis://redis-master.redis.svc.cluster.local:6379' });
+});
+
+t.test("mode standalone: with networkPolicy.portalPodSelector, only the sidecars reach the portal's pods", async (t) => {
+  const rendered = await render('standalone', { networkPolicy: { portalPodSelector: { app: 'portal' } } });
+  const portalPolicy = find<K8sObject & { spec: { podSelector: unknown; ingress: unknown[] } }>(rendered, 'NetworkPolicy', `${FULLNAME}-portal`);
+  t.same(portalPolicy.spec.podSelector, { matchLabels: { app: 'portal' } });
+  t.same(portalPolicy.spec.ingress, [{ from: [{ podSelector: { matchLabels: { 'app.kubernetes.io/name': 'oidc-sidecar', 'app.kubernetes.io/instance': RELEASE } } }] }], 'from the sidecar pods only');
+  t.same(kinds(await render('standalone')).filter((kind) => kind === 'NetworkPolicy'), ['NetworkPolicy'], 'none for the portal unless asked for');
+  t.match(await renderError('sidecar', { networkPolicy: { portalPodSelector: { app: 'portal' } } }), /networkPolicy\.portalPodSelector is for mode standalone/);
 });
 
 t.test('several replicas are spread over nodes unless the values say how', async (t) => {
@@ -824,6 +844,11 @@ t.test('values that cannot work fail to render with an explanation', async (t) =
     ['both PDB bounds', ['sidecar', { podDisruptionBudget: { minAvailable: 1 } }], /podDisruptionBudget: set either minAvailable or maxUnavailable, not both/],
     ['metrics on loopback', ['sidecar', { config: { metrics: { host: '127.0.0.1' } } }], /config\.metrics\.host is 127\.0\.0\.1, a loopback address: the probes and Prometheus could not reach the port/],
     ['the portal on the sidecar port', ['sidecar', { portal: { port: 4180 } }], /portal\.port 4180 is also a port of the sidecar/],
+    [
+      'a Redis password in the URL',
+      ['sidecar', { config: { session: { store: 'redis' }, redis: { url: 'rediss://:s3cret@redis.example.com:6380' } } }],
+      /config\.redis\.url holds a user name or password, which would be stored in plain text in a ConfigMap: .*secrets\.redisPassword/,
+    ],
   ];
   for (const [name, sources, message] of cases) {
     t.match(await renderError(...sources), message, name);

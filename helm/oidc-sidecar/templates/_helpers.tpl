@@ -119,6 +119,12 @@ through tpl, and the …File keys of the mounted secrets and applications.
 {{- define "oidc-sidecar.config" -}}
 {{- $settings := fromYaml (include "oidc-sidecar.settings" .) }}
 {{- $config := deepCopy (.Values.config | default dict) }}
+{{- $redis := fromYaml (include "oidc-sidecar.section" (dict "config" $config "key" "redis")) }}
+{{- with get $redis "url" }}
+{{- if (urlParse (toString .)).userinfo }}
+{{- fail "config.redis.url holds a user name or password, which would be stored in plain text in a ConfigMap: leave them out of the URL and set secrets.redisPassword (or secrets.existingSecret) instead" }}
+{{- end }}
+{{- end }}
 {{- $upstream := fromYaml (include "oidc-sidecar.section" (dict "config" $config "key" "upstream")) }}
 {{- if (get $upstream "url") }}
 {{- $_ := set $upstream "url" (tpl (toString (get $upstream "url")) .) }}
