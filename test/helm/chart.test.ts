@@ -836,6 +836,7 @@ t.test('values that cannot work fail to render with an explanation', async (t) =
     ['mode standalone without upstream.url', ['standalone', { config: { upstream: null } }], /config\.upstream\.url is required in mode standalone: the URL of the portal's Service/],
     ['mode standalone with a loopback upstream', ['standalone', { config: { upstream: { url: 'http://127.0.0.1:8080' } } }], /a loopback address, but in mode standalone the portal is not in the sidecar's pod/],
     ['mode sidecar without the portal image', ['sidecar', { portal: { image: { repository: '' } } }], /portal\.image\.repository is required in mode sidecar/],
+    ['mode sidecar without the portal version', ['sidecar', { portal: { image: { tag: '' } } }], /portal\.image\.tag \(or portal\.image\.digest\) is required in mode sidecar/],
     ['no session secret', ['sidecar', { secrets: { sessionSecret: '' } }], /secrets\.sessionSecret is required: at least 32 bytes/],
     ['a short session secret', ['sidecar', { secrets: { sessionSecret: 'short' } }], /secrets\.sessionSecret is 5 bytes long: it must be at least 32 bytes/],
     ['no client secret', ['sidecar', { secrets: { clientSecret: '' } }], /secrets\.clientSecret is required: the client secret registered at the identity provider/],

@@ -62,7 +62,7 @@ Images: repository@digest, or repository:tag (the sidecar's tag defaults to the 
 {{- if $image.digest }}
 {{- printf "%s@%s" $repository $image.digest }}
 {{- else }}
-{{- printf "%s:%s" $repository (toString ($image.tag | default "latest")) }}
+{{- printf "%s:%s" $repository (toString (required "portal.image.tag (or portal.image.digest) is required in mode sidecar: the portal's version, so that every pod runs the same one and a rollback rolls it back" $image.tag)) }}
 {{- end }}
 {{- end }}
 
