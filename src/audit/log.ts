@@ -35,7 +35,8 @@ const MAX_REASON_LENGTH = 500;
  * "audit_append"}`) and logged, and never fails the request.
  */
 export function createAuditLog({ logger, enabled, metrics, stream, clock = systemClock }: AuditLogOptions): AuditLog {
-  const audit = logger.child({ log: 'audit' });
+  // Its own level: `log.level: warn` quiets the logs, not the audit trail (`audit.enabled` does that).
+  const audit = logger.child({ log: 'audit' }, { level: 'info' });
   const append = (to: AuditStream, record: AuditRecord) =>
     metrics.store.time('audit_append', () => to.append(record)).catch((error: unknown) => {
       logger.warn({ err: error, event: record.event, requestId: record.requestId }, 'writing an audit event to the Redis stream failed');

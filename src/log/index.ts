@@ -3,9 +3,13 @@ import { pino, stdTimeFunctions, type Logger as PinoLogger, type DestinationStre
 export type Logger = PinoLogger;
 
 /** Paths pino replaces with "[redacted]" wherever a log call passes them by mistake. */
+const SECRET_FIELDS = ['cookie', 'authorization', 'secret', 'password', 'token', 'accessToken', 'idToken', 'refreshToken', 'clientSecret'];
 const REDACTED_PATHS = [
-  '*.cookie', '*.authorization', '*.secret', '*.password', '*.token', '*.accessToken', '*.idToken',
-  '*.refreshToken', '*.clientSecret', 'headers.cookie', 'headers.authorization', 'headers["x-clientcertificate-token"]',
+  ...SECRET_FIELDS,
+  ...SECRET_FIELDS.map((field) => `*.${field}`),
+  'headers["x-clientcertificate-token"]',
+  // ioredis puts the command that failed on its error — for a refused AUTH, with the password.
+  'err.command.args',
 ];
 
 /** The process logger: one JSON object a line on stdout (or `destination`), secrets redacted. */

@@ -3,6 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { AddressInfo } from 'node:net';
 import { AuditStream, createAuditLog } from '../audit/index.js';
 import { MachineClients } from '../clients/index.js';
+import { redactConfig } from '../config/index.js';
 import type { Config } from '../config/schema.js';
 import { createLogger, type Logger } from '../log/index.js';
 import { InstrumentedStore, Metrics, type IdpEndpoint } from '../metrics/index.js';
@@ -94,7 +95,7 @@ export async function startSidecar(config: Config, options: StartOptions = {}): 
     await listen(main, config.listen.port, config.listen.host);
     let finishMs = DEFAULT_FINISH_MS;
     closers.unshift(() => closeServer(main, finishMs));
-    logger.info({ url: baseUrl(main), metricsUrl: baseUrl(metricsServer), upstream: config.upstream.url, store: config.session.store }, 'oidc-sidecar started');
+    logger.info({ url: baseUrl(main), metricsUrl: baseUrl(metricsServer), upstream: redactConfig(config.upstream.url), store: config.session.store }, 'oidc-sidecar started');
     const close = async ({ drainMs = 0, finishMs: finishWithin = DEFAULT_FINISH_MS }: CloseOptions = {}) => {
       draining = true;
       finishMs = finishWithin;

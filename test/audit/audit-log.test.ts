@@ -6,9 +6,9 @@ import { createLogger } from '../../src/log/index.js';
 import { Metrics } from '../../src/metrics/index.js';
 import { parseExposition } from '../support/metrics.js';
 
-function capture() {
+function capture(level = 'info') {
   const lines: string[] = [];
-  const logger = createLogger('info', { write: (line: string) => void lines.push(line) });
+  const logger = createLogger(level, { write: (line: string) => void lines.push(line) });
   const entries = () => lines.map((line) => JSON.parse(line) as Record<string, unknown>);
   return { logger, entries };
 }
@@ -34,6 +34,15 @@ t.test('each event is one JSON line marked "log":"audit", with its time and fiel
   t.equal(await counted(metrics, 'oidc_sidecar_auth_events_total', { event: 'login', method: 'session', result: 'success' }), 1);
   t.equal(await counted(metrics, 'oidc_sidecar_auth_events_total', { event: 'login_failed', result: 'unknown_state' }), 1, 'the code is the result');
   t.equal(await counted(metrics, 'oidc_sidecar_auth_events_total', { event: 'api_auth_failed', result: 'failure' }), 1, 'a failure without code');
+});
+
+t.test('log.level quiets the logs, not the audit trail', async (t) => {
+  for (const level of ['warn', 'error', 'silent']) {
+    const { logger, entries } = capture(level);
+    createAuditLog({ logger, enabled: true, metrics: new Metrics() }).record({ event: 'login', user: 'alice', method: 'session', ...REQUEST });
+    logger.info('an info line');
+    t.match(entries(), [{ log: 'audit', event: 'login', user: 'alice' }], `log.level ${level}: the audit line, and only it`);
+  }
 });
 
 t.test('with audit.enabled off nothing is written, but events are still counted', async (t) => {
