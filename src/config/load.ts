@@ -191,10 +191,16 @@ async function readSecretFile(file: string, namedBy: string, keyName: string, pr
 
 // ---- environment overrides ---------------------------------------------------------------------
 
+/**
+ * What Kubernetes puts into every container of a namespace with a Service named `oidc-sidecar`
+ * (service links: OIDC_SIDECAR_SERVICE_HOST, OIDC_SIDECAR_PORT_4180_TCP_ADDR, …): no configuration.
+ */
+const SERVICE_LINK = /^OIDC_SIDECAR_(?:SERVICE_HOST|SERVICE_PORT(?:_[A-Z0-9_]+)?|PORT(?:_\d+_(?:TCP|UDP|SCTP)(?:_(?:PROTO|PORT|ADDR))?)?)$/;
+
 /** Environment variables win over the file. An empty variable counts as unset. */
 async function applyEnvOverrides(tree: Mapping, env: NodeJS.ProcessEnv, problems: Problems): Promise<void> {
   for (const [name, value] of Object.entries(env)) {
-    if (!name.startsWith(ENV_PREFIX) || name === CONFIG_FILE_VARIABLE) continue;
+    if (!name.startsWith(ENV_PREFIX) || name === CONFIG_FILE_VARIABLE || SERVICE_LINK.test(name)) continue;
     const variable = ENV_VARIABLES.get(name);
     if (!variable) {
       addProblem(problems, undefined, `unknown environment variable ${name}: no configuration key has this name`);

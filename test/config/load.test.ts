@@ -430,6 +430,20 @@ t.test('unknown keys in the file and unknown variables in the environment are re
   ]);
 });
 
+t.test("Kubernetes' service links of a Service named oidc-sidecar are no configuration: ignored", async (t) => {
+  const serviceLinks = {
+    OIDC_SIDECAR_SERVICE_HOST: '10.96.0.12',
+    OIDC_SIDECAR_SERVICE_PORT: '80',
+    OIDC_SIDECAR_SERVICE_PORT_HTTP: '80',
+    OIDC_SIDECAR_PORT: 'tcp://10.96.0.12:80',
+    OIDC_SIDECAR_PORT_80_TCP: 'tcp://10.96.0.12:80',
+    OIDC_SIDECAR_PORT_80_TCP_PROTO: 'tcp',
+    OIDC_SIDECAR_PORT_80_TCP_PORT: '80',
+    OIDC_SIDECAR_PORT_80_TCP_ADDR: '10.96.0.12',
+  };
+  await t.resolves(loadTree(t, configWith({}), serviceLinks));
+});
+
 t.test('a problem in a value set by the environment names the variable', async (t) => {
   t.same(await problemsOf(loadTree(t, minimalConfig(), { OIDC_SIDECAR_LISTEN__PORT: 'eighty' })), [
     'listen.port: expected a number, received a string (from OIDC_SIDECAR_LISTEN__PORT)',
