@@ -369,6 +369,9 @@ function configWarnings(config: Config): string[] {
   if (provider.type === 'azure' && MULTI_TENANT.has(provider.azure.tenant!.toLowerCase()) && provider.azure.allowedTenants.length === 0) {
     warnings.push(`provider.azure.tenant is "${provider.azure.tenant}" and provider.azure.allowedTenants is empty: users of any Entra ID tenant can sign in`);
   }
+  if (provider.type === 'azure' && session.refreshTokens && !provider.scopes.includes('offline_access')) {
+    warnings.push('provider.scopes has no offline_access: Azure AD then issues no refresh token, and every session ends when its access token expires (about an hour) although session.refreshTokens is on');
+  }
   const issuesTokens = config.applications.some((app) => app.grantTypes.includes('client_credentials'));
   if (issuesTokens && session.store === 'redis' && !config.clients.signingKeyFile) {
     warnings.push('clients.signingKeyFile is unset: each replica signs tokens with its own key generated at start, so other replicas reject them');

@@ -118,7 +118,7 @@ const providerObject = z.strictObject({
     .describe('how the sidecar authenticates to the token endpoint'),
   privateKeyFile: text.optional().describe('PEM RSA private key (PKCS#8 or PKCS#1) for private_key_jwt, read at start'),
   certificateFile: text.optional().describe('PEM or DER certificate of that key, checked to match it (Azure: its thumbprint is sent)'),
-  scopes: z.array(text).min(1).default(['openid', 'profile', 'email']).describe('scopes requested at sign-in'),
+  scopes: z.array(text).min(1).default(['openid', 'profile', 'email']).describe('scopes requested at sign-in; must include openid (Azure AD and others issue refresh tokens only with offline_access)'),
   redirectPath: z
     .string()
     .regex(/^\/[^?#\s]*$/, 'must be an absolute path')
@@ -135,6 +135,7 @@ function checkProviderRules(provider: z.output<typeof providerObject>, ctx: z.Re
   const problem = (path: string[], message: string) => ctx.addIssue({ code: 'custom', path, message });
   if (provider.type === 'oidc' && !provider.issuerUrl) problem(['issuerUrl'], 'is required when provider.type is "oidc"');
   if (provider.type === 'azure' && !provider.azure.tenant) problem(['azure', 'tenant'], 'is required when provider.type is "azure"');
+  if (provider.scopes.length > 0 && !provider.scopes.includes('openid')) problem(['scopes'], 'must include openid: the sign-in needs the ID token it brings');
   const authority = URL.canParse(provider.azure.authorityHost) ? new URL(provider.azure.authorityHost).origin : GLOBAL_AZURE_AUTHORITY;
   if (provider.type === 'azure' && provider.azure.tenant && !AZURE_TENANT_ID.test(provider.azure.tenant) && authority !== GLOBAL_AZURE_AUTHORITY) {
     problem(['azure', 'tenant'], `must be the tenant id (a GUID) with authorityHost ${authority}: the issuer of a tenant name, "organizations" or "common" is checked on ${GLOBAL_AZURE_AUTHORITY} only`);

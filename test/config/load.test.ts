@@ -267,6 +267,7 @@ t.test('every cross-field rule names the key it is about', async (t) => {
   const cases: Array<[rule: string, changes: Tree, problem: string]> = [
     ['issuerUrl is required for type oidc', { provider: { issuerUrl: undefined } }, 'provider.issuerUrl: is required when provider.type is "oidc"'],
     ['tenant is required for type azure', { provider: { type: 'azure', issuerUrl: undefined } }, 'provider.azure.tenant: is required when provider.type is "azure"'],
+    ['scopes without openid', { provider: { scopes: ['profile', 'email'] } }, 'provider.scopes: must include openid: the sign-in needs the ID token it brings'],
     [
       'a sovereign cloud needs the tenant id',
       { provider: { type: 'azure', issuerUrl: undefined, azure: { tenant: 'organizations', authorityHost: 'https://login.microsoftonline.us' } } },
@@ -521,8 +522,13 @@ t.test('questionable settings load with a warning', async (t) => {
     ],
     [
       'a multi-tenant Azure app open to every tenant',
-      { provider: { type: 'azure', issuerUrl: undefined, azure: { tenant: 'organizations' } } },
+      { provider: { type: 'azure', issuerUrl: undefined, scopes: ['openid', 'offline_access'], azure: { tenant: 'organizations' } } },
       /^provider\.azure\.tenant is "organizations" and provider\.azure\.allowedTenants is empty: users of any Entra ID tenant can sign in/,
+    ],
+    [
+      'Azure without offline_access',
+      { provider: { type: 'azure', issuerUrl: undefined, azure: { tenant: '0b5e2f64-3c1d-4f7a-9e8b-6a2d1c0f4e31' } } },
+      /^provider\.scopes has no offline_access: Azure AD then issues no refresh token/,
     ],
   ];
   for (const [what, changes, warning] of cases) {
