@@ -297,6 +297,9 @@ const operatorMessage: z.core.$ZodErrorMap = (issue) => {
       return boundMessage(issue.origin, 'at most', issue.maximum, issue.inclusive);
     case 'invalid_value':
       return `must be one of ${issue.values.map((value) => JSON.stringify(value)).join(', ')}`;
+    case 'invalid_key':
+      // A record's key (an identity header's name, say): what is wrong with it, not "Invalid key".
+      return issue.issues[0]?.message;
     default:
       return undefined;
   }

@@ -199,11 +199,28 @@ const redisSchema = z
   })
   .prefault({});
 
+/**
+ * Identity headers are stripped from every incoming request: these must reach the sidecar and the
+ * portal as the client sent them (HTTP's own, credentials), or are set by the sidecar itself.
+ */
+const RESERVED_HEADERS = new Set([
+  'host', 'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'content-length', 'content-type', 'expect',
+  'cookie', 'authorization', 'x-clientcertificate-token', 'x-request-id', 'x-auth-method', 'x-forwarded-client-id', 'x-forwarded-access-token',
+  'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host',
+]);
+
 const identitySchema = z
   .strictObject({
     headers: z
-      .record(z.string().regex(/^[A-Za-z0-9-]+$/, 'header names may hold only letters, digits and "-"'), textOrList('must be a claim name or a list of claim names'))
+      .record(
+        z
+          .string()
+          .regex(/^[A-Za-z0-9-]+$/, 'header names may hold only letters, digits and "-"')
+          .refine((name) => !RESERVED_HEADERS.has(name.toLowerCase()), 'is a header the sidecar or HTTP itself needs (it is stripped from every request)'),
+        textOrList('must be a claim name or a list of claim names'),
+      )
       .default(DEFAULT_IDENTITY_HEADERS)
+      .refine((headers) => new Set(Object.keys(headers).map((name) => name.toLowerCase())).size === Object.keys(headers).length, 'names a header twice (header names are not case-sensitive)')
       .describe('header → claim name, or a list tried in order'),
     passAccessToken: z.boolean().default(false).describe('forward the access token (X-Forwarded-Access-Token)'),
     passIdToken: z.boolean().default(false).describe('forward the ID token (Authorization: Bearer)'),

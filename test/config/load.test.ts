@@ -411,6 +411,13 @@ t.test('bad values and missing keys are refused, one line per key', async (t) =>
     ['a redis URL of another scheme', configWith({ redis: { url: 'http://redis:6379' } }), ['redis.url: must be a redis:// or rediss:// URL']],
     ['a claim that is a number', configWith({ identity: { headers: { 'X-User': 5 } } }), ['identity.headers.X-User: must be a claim name or a list of claim names']],
     [
+      'headers the sidecar or HTTP needs',
+      configWith({ identity: { headers: { Cookie: 'sub', authorization: 'roles', 'X-Request-Id': 'sub', 'Content-Length': 'sub' } } }),
+      ['Cookie', 'authorization', 'X-Request-Id', 'Content-Length'].map((name) => `identity.headers.${name}: is a header the sidecar or HTTP itself needs (it is stripped from every request)`),
+    ],
+    ['a header name that is no token', configWith({ identity: { headers: { 'X User': 'sub' } } }), ['identity.headers.X User: header names may hold only letters, digits and "-"']],
+    ['a header named twice', configWith({ identity: { headers: { 'X-User': 'sub', 'x-user': 'email' } } }), ['identity.headers: names a header twice (header names are not case-sensitive)']],
+    [
       'an empty file',
       {},
       ['upstream.url: is required', 'publicUrl: is required', 'provider.clientId: is required', 'session.secret: is required'],
