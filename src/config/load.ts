@@ -178,13 +178,26 @@ async function resolveFileTwins(tree: Mapping, problems: Problems): Promise<void
   }
 }
 
-/** The file's content without one trailing newline; a problem naming the key and the path (never the content) if unreadable. */
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * The file's text without one trailing newline; a problem naming the key and the path (never the
+ * content) if unreadable, or if it is not text: raw random bytes read as UTF-8 would turn into
+ * replacement characters, and a 16-byte key would pass for a 32-byte one.
+ */
 async function readSecretFile(file: string, namedBy: string, keyName: string, problems: Problems): Promise<string | undefined> {
+  let content: Buffer;
   try {
-    return (await readFile(file, 'utf8')).replace(/\r?\n$/, '');
+    content = await readFile(file);
   } catch (error) {
     const reason = (error as NodeJS.ErrnoException).code ?? 'unreadable';
     addProblem(problems, keyName, `cannot read the file "${file}" named by ${namedBy} (${reason})`);
+    return undefined;
+  }
+  try {
+    return UTF8.decode(content).replace(/\r?\n$/, '');
+  } catch {
+    addProblem(problems, keyName, `the file "${file}" named by ${namedBy} is not text (UTF-8): write the secret as text, e.g. from \`openssl rand -base64 48\``);
     return undefined;
   }
 }

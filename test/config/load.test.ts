@@ -260,6 +260,12 @@ t.test('a secret and its …File twin together, or an unreadable twin, are refus
   t.same(await problemsOf(loadFrom(dir, configWith({ session: { secret: undefined } }), { OIDC_SIDECAR_SESSION__SECRET_FILE: dir })), [
     `session.secret: cannot read the file "${dir}" named by OIDC_SIDECAR_SESSION__SECRET_FILE (EISDIR)`,
   ]);
+  // 16 random bytes (`head -c 16 /dev/urandom`) read as UTF-8 would come out about 32 bytes long.
+  const binary = join(dir, 'binary-secret');
+  await writeFile(binary, Buffer.from('f1e2d3c4b5a69788796a5b4c3d2e1f00', 'hex'));
+  t.same(await problemsOf(loadFrom(dir, configWith({ session: { secret: undefined, secretFile: binary } }))), [
+    `session.secret: the file "${binary}" named by session.secretFile is not text (UTF-8): write the secret as text, e.g. from \`openssl rand -base64 48\``,
+  ]);
   t.same(await problemsOf(loadFrom(dir, configWith({ listen: { portFile: secretFile } }))), ['unknown key "listen.portFile"'], 'only secrets have twins');
 });
 
