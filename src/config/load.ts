@@ -121,6 +121,8 @@ interface SettableKey {
   path: string[];
   /** String and enum keys take an environment value as it is; the others parse it as YAML. */
   takesRawText: boolean;
+  /** Text or a list (`clients.idpTokens.audience`): YAML for a list, else the value as it is (`170086824411201793` is text). */
+  textOrList: boolean;
 }
 
 const RAW_TEXT_TYPES = new Set(['string', 'enum', 'literal', 'template_literal']);
@@ -139,7 +141,8 @@ function settableKeys(schema: z.core.$ZodType, path: string[] = []): SettableKey
   if (inner instanceof z.ZodObject) {
     return Object.entries(inner.shape).flatMap(([key, child]) => settableKeys(child, [...path, key]));
   }
-  return [{ path, takesRawText: RAW_TEXT_TYPES.has(inner._zod.def.type) }];
+  const textOrList = inner instanceof z.ZodUnion && inner.options.some((option) => RAW_TEXT_TYPES.has(unwrap(option as z.core.$ZodType)._zod.def.type));
+  return [{ path, takesRawText: RAW_TEXT_TYPES.has(inner._zod.def.type), textOrList }];
 }
 
 const SETTABLE_KEYS = settableKeys(configSchema);
@@ -231,7 +234,8 @@ async function applyEnvOverrides(tree: Mapping, env: NodeJS.ProcessEnv, problems
 function envValue(key: SettableKey, name: string, value: string, problems: Problems): unknown {
   if (key.takesRawText) return value;
   try {
-    return parseYaml(value);
+    const parsed: unknown = parseYaml(value);
+    return key.textOrList && !Array.isArray(parsed) ? value : parsed;
   } catch (error) {
     const reason = error instanceof YAMLError ? error.code : 'unreadable';
     addProblem(problems, formatKey(key.path), `${name} is not a valid YAML value (${reason})`);

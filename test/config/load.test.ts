@@ -171,6 +171,10 @@ t.test('environment variables reach keys inside optional sections', async (t) =>
   });
   t.same(config.redis.sentinel, { masterName: 'mymaster', nodes: ['s1:26379', 's2:26379'] });
   t.same(config.clients.idpTokens, { issuer: 'https://idp.example.com', audience: 'api://portal', requiredRoles: [] });
+  for (const [audience, expected] of [['170086824411201793', '170086824411201793'], ['true', 'true'], ['[api://a, "170086824411201793"]', ['api://a', '170086824411201793']]] as const) {
+    const loaded = await loadConfig({ env: { ...REQUIRED_ENV, OIDC_SIDECAR_CLIENTS__IDP_TOKENS__ISSUER: 'https://idp.example.com', OIDC_SIDECAR_CLIENTS__IDP_TOKENS__AUDIENCE: audience } });
+    t.same(loaded.config.clients.idpTokens?.audience, expected, `text or a list: ${audience}`);
+  }
 });
 
 t.test("clients.idpTokens.audience may not be the sign-in client's id (ID tokens would pass as machine tokens)", async (t) => {
