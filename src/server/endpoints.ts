@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { HttpRoute } from '../metrics/index.js';
 import { authenticateSession } from './browser-auth.js';
 import { backchannelLogout, frontchannelLogout } from './logout-routes.js';
 import { jwksEndpoint, revocationEndpoint, tokenEndpoint } from './machine-client-routes.js';
@@ -28,6 +29,16 @@ const ENDPOINTS: Record<string, Endpoint> = {
   '/revoke': { methods: ['POST'], handle: revocationEndpoint },
   '/jwks': { methods: GET, handle: jwksEndpoint },
 };
+
+/**
+ * The route label of an own endpoint's normalized path: the endpoint dispatch finds (`callback`,
+ * `sign_out`, `backchannel_logout`, …), or `not_found` — a near miss such as `/sign-out` too.
+ */
+export function ownEndpointRoute(path: string, prefix: string, redirectPath: string): HttpRoute {
+  if (path === redirectPath) return 'callback';
+  const endpointPath = path.slice(prefix.length);
+  return Object.hasOwn(ENDPOINTS, endpointPath) ? (endpointPath.slice(1).replaceAll('-', '_') as HttpRoute) : 'not_found';
+}
 
 /** The redirect URI (`provider.redirectPath`, which may lie outside the prefix). */
 const CALLBACK: Endpoint = { methods: GET, handle: finishSignIn };

@@ -1,12 +1,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../log/index.js';
-import { ENDPOINT_ROUTES, type HttpMetrics, type HttpRoute } from '../metrics/index.js';
+import type { HttpMetrics, HttpRoute } from '../metrics/index.js';
 import { REQUEST_ID_HEADER } from './services.js';
 
 /** The status recorded for a request whose client left before any answer (nginx's convention). */
 const CLIENT_CLOSED_REQUEST = 499;
 const MAX_LOGGED_PATH = 1000;
-const ENDPOINT_ROUTE_NAMES = new Set<string>(ENDPOINT_ROUTES);
 
 /** What the pipeline learns about one request while answering it; recorded when the answer ends. */
 export class ObservedRequest {
@@ -78,9 +77,3 @@ function logAccess({ logger, clientAddress }: AccessLog, observed: ObservedReque
   }, 'request');
 }
 
-/** The route name of an own endpoint's normalized path: `callback`, `sign_out`, … or `not_found`. */
-export function ownEndpointRoute(path: string, prefix: string, redirectPath: string): HttpRoute {
-  if (path === redirectPath) return 'callback';
-  const name = path.slice(prefix.length + 1).replaceAll('-', '_');
-  return ENDPOINT_ROUTE_NAMES.has(name) ? (name as HttpRoute) : 'not_found';
-}

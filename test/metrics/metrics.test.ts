@@ -2,7 +2,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import t from 'tap';
 import { idpEndpointOf, InstrumentedStore, Metrics, timedFetch, type IdpEndpoint } from '../../src/metrics/index.js';
-import { ownEndpointRoute } from '../../src/server/request-observer.js';
+import { ownEndpointRoute } from '../../src/server/endpoints.js';
 import { MemoryStore } from '../../src/session/memory-store.js';
 import type { KeyValueStore } from '../../src/session/store.js';
 import { VERSION } from '../../src/version.js';
@@ -103,8 +103,13 @@ t.test('own endpoint paths map to route names; anything else under the prefix is
     ['/oauth2/start/again', 'not_found'],
     ['/oauth2/', 'not_found'],
     ['/sso/return', 'callback'],
+    // Near misses dispatch does not answer: not counted as the endpoint.
+    ['/oauth2/sign-out', 'not_found'],
+    ['/oauth2/backchannel_logout', 'not_found'],
+    ['/oauth2/__proto__', 'not_found'],
   ];
   for (const [path, route] of cases) t.equal(ownEndpointRoute(path, '/oauth2', path === '/sso/return' ? '/sso/return' : '/oauth2/callback'), route, path);
+  t.equal(ownEndpointRoute('/oauth2/callback', '/oauth2', '/sso/return'), 'not_found', 'the callback path when redirectPath is elsewhere');
 });
 
 t.test('IdP requests are named by the provider metadata, never by URL', async (t) => {
