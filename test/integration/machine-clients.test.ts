@@ -381,58 +381,55 @@ t.test('too many client secret checks at once from many addresses: the surplus i
   t.equal(right.status, 200, 'once the rush is over the right secret works, and a busy answer counted as no failure');
 });
 
-t.test('behind a trusted proxy the client is named by X-Forwarded-For: in the audit log and in the throttle', async (t) => {
+/**
+ * A stack behind a trusted proxy (127.0.0.1) with the application `job`, and a failed
+ * client-credentials attempt from a client the proxy names; `stop` may be called by the test.
+ */
+async function startBehindTrustedProxy(t: Test, config: Record<string, unknown> = {}) {
   const stack: Stack = await startStack({
     config: {
       listen: { trustedProxies: ['127.0.0.1'] },
-      log: { access: true },
       applications: [{ clientId: 'job', grantTypes: ['client_credentials'], clientSecretHash: await hashSecret('right'), routes: ['^/api/'] }],
+      ...config,
     },
   });
   let stopped = false;
   t.teardown(() => (stopped ? undefined : stack.stop()));
-  const attempt = (forwardedFor: string) =>
+  const failedAttempt = (forwardedFor: string) =>
     request(stack.sidecar.url + '/oauth2/token', {
       method: 'POST',
       headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-forwarded-for': forwardedFor },
       body: new URLSearchParams({ grant_type: 'client_credentials', client_id: 'job', client_secret: 'wrong' }).toString(),
     });
+  // Twenty `secret` refusals a minute are audited one by one; later ones are in the summary written at stop.
+  const stop = async () => {
+    stopped = true;
+    await stack.stop();
+  };
+  return { stack, failedAttempt, stop };
+}
+
+t.test('behind a trusted proxy the client is named by X-Forwarded-For: in the audit log and in the throttle', async (t) => {
+  const { stack, failedAttempt, stop } = await startBehindTrustedProxy(t, { log: { access: true } });
   await request(stack.sidecar.url + '/api/items', { headers: { accept: 'application/json', authorization: 'Bearer junk', 'x-forwarded-for': '198.51.100.1, 203.0.113.9' } });
   t.match(auditEvents(stack).at(-1), { event: 'api_auth_failed', ip: '203.0.113.9' }, 'the address the trusted proxy saw, not what the client prepended');
   const accessLines = stack.logLines.map((line) => JSON.parse(line) as Record<string, unknown>).filter((entry) => entry.log === 'access');
   t.match(accessLines.at(-1), { path: '/api/items', status: 401, ip: '203.0.113.9' }, 'the access log names the same client');
-  for (let i = 0; i < 20; i++) await attempt('203.0.113.9');
-  await attempt('203.0.113.9');
+  for (let i = 0; i < 20; i++) await failedAttempt('203.0.113.9');
+  await failedAttempt('203.0.113.9');
   t.match(auditEvents(stack).at(-1), { code: 'throttled', ip: '203.0.113.9' }, 'that client is throttled …');
-  await attempt('203.0.113.10');
-  // Twenty `secret` refusals a minute are audited one by one; this one is in the summary written at stop.
-  await stack.stop();
-  stopped = true;
+  await failedAttempt('203.0.113.10');
+  await stop();
   t.match(auditEvents(stack).at(-1), { code: 'secret', ip: '203.0.113.10', reason: /^1 more like this from 203\.0\.113\.10 / }, '… another behind the same proxy is still checked');
 });
 
 t.test('an IPv6 client is throttled by its /64: a new address in it for every attempt does not escape', async (t) => {
-  const stack: Stack = await startStack({
-    config: {
-      listen: { trustedProxies: ['127.0.0.1'] },
-      applications: [{ clientId: 'job', grantTypes: ['client_credentials'], clientSecretHash: await hashSecret('right'), routes: ['^/api/'] }],
-    },
-  });
-  let stopped = false;
-  t.teardown(() => (stopped ? undefined : stack.stop()));
-  const attempt = (forwardedFor: string) =>
-    request(stack.sidecar.url + '/oauth2/token', {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-forwarded-for': forwardedFor },
-      body: new URLSearchParams({ grant_type: 'client_credentials', client_id: 'job', client_secret: 'wrong' }).toString(),
-    });
-  for (let i = 1; i <= 20; i++) await attempt(`2001:db8:1:2::${i.toString(16)}`);
-  await attempt('2001:db8:1:2:ffff:ffff:ffff:fffe');
+  const { stack, failedAttempt, stop } = await startBehindTrustedProxy(t);
+  for (let i = 1; i <= 20; i++) await failedAttempt(`2001:db8:1:2::${i.toString(16)}`);
+  await failedAttempt('2001:db8:1:2:ffff:ffff:ffff:fffe');
   t.match(auditEvents(stack).at(-1), { code: 'throttled', ip: '2001:db8:1:2:ffff:ffff:ffff:fffe' }, 'throttled: twenty failures from its /64');
-  await attempt('2001:db8:1:3::1');
-  // Twenty `secret` refusals a minute are audited one by one; this one is in the summary written at stop.
-  await stack.stop();
-  stopped = true;
+  await failedAttempt('2001:db8:1:3::1');
+  await stop();
   t.match(auditEvents(stack).at(-1), { code: 'secret', ip: '2001:db8:1:3::1' }, 'another /64 is still checked');
 });
 

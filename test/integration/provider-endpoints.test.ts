@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import t from 'tap';
 import { request } from '../support/http.js';
-import { startIdpRelay as startRelay, type IdpRelay as Relay } from '../support/idp-relay.js';
+import { startIdpRelay as startRelay, startStackWithTokenRelay, type IdpRelay as Relay } from '../support/idp-relay.js';
 import { startRedis } from '../support/redis.js';
 import { auditEvents, signIn, startStack } from '../support/stack.js';
 
@@ -75,19 +75,7 @@ t.test('the session store stalls right after a refresh: the renewed session is s
 
 t.test('a refresh answered without an ID token keeps the one in hand', async (t) => {
   let offset = 0;
-  let relay: Relay | undefined;
-  const stack = await startStack({
-    clock: () => Date.now() + offset,
-    idp: { accessTokenTtlSeconds: 600 },
-    config: async (idp) => {
-      relay = await startRelay(idp.issuer);
-      return { provider: { tokenEndpoint: `${relay.url}/token` }, identity: { passIdToken: true } };
-    },
-  });
-  t.teardown(async () => {
-    await stack.stop();
-    relay!.stop();
-  });
+  const { stack, relay } = await startStackWithTokenRelay(t, { clock: () => Date.now() + offset, idp: { accessTokenTtlSeconds: 600 }, config: { identity: { passIdToken: true } } });
   const { cookieHeader } = await signIn(stack);
   const idTokenSent = async () => {
     t.equal((await request(stack.sidecar.url + '/echo', { headers: { accept: 'application/json', cookie: cookieHeader } })).status, 200);
@@ -95,7 +83,7 @@ t.test('a refresh answered without an ID token keeps the one in hand', async (t)
   };
   const signedIn = await idTokenSent();
   t.match(signedIn, /^Bearer ey/);
-  relay!.dropIdToken = true;
+  relay.dropIdToken = true;
   offset += 11 * 60_000;
   t.equal(await idTokenSent(), signedIn, 'after the refresh, the portal still gets the ID token');
   t.match(auditEvents(stack).at(-1), { event: 'token_refreshed', user: 'alice' });
@@ -103,36 +91,24 @@ t.test('a refresh answered without an ID token keeps the one in hand', async (t)
 
 t.test('an outage of the token endpoint during a refresh is answered 503 and keeps the session', async (t) => {
   let offset = 0;
-  let relay: Relay | undefined;
-  const stack = await startStack({
-    clock: () => Date.now() + offset,
-    idp: { accessTokenTtlSeconds: 600 },
-    config: async (idp) => {
-      relay = await startRelay(idp.issuer);
-      return { provider: { tokenEndpoint: `${relay.url}/token` } };
-    },
-  });
-  t.teardown(async () => {
-    await stack.stop();
-    relay!.stop();
-  });
+  const { stack, relay } = await startStackWithTokenRelay(t, { clock: () => Date.now() + offset, idp: { accessTokenTtlSeconds: 600 } });
   const { cookieHeader } = await signIn(stack);
   const page = () => request(stack.sidecar.url + '/echo', { headers: { accept: 'application/json', cookie: cookieHeader } });
   offset += 11 * 60_000;
   for (const outage of ['503', 'drop'] as const) {
-    relay!.outage = outage;
+    relay.outage = outage;
     const answer = await page();
     t.equal(answer.status, 503, `the provider ${outage === '503' ? 'answering 503' : 'dropping the connection'}: try again soon`);
     t.match(JSON.parse(answer.body), { error: 'temporarily_unavailable' });
     t.equal(answer.headers['retry-after'], '5');
   }
-  relay!.outage = '503';
-  relay!.delayMs = 300;
+  relay.outage = '503';
+  relay.delayMs = 300;
   const together = await Promise.all([page(), page()]);
   t.same(together.map((answer) => answer.status), [503, 503], "the request that waited for the other one's refresh is answered 503 too, not signed out");
-  relay!.delayMs = 0;
+  relay.delayMs = 0;
   t.notOk(auditEvents(stack).some((event) => event.event === 'refresh_failed'), 'no session was ended');
-  relay!.outage = undefined;
+  relay.outage = undefined;
   t.equal((await page()).status, 200, 'the provider back: the same session is refreshed and used');
   t.match(auditEvents(stack).at(-1), { event: 'token_refreshed', user: 'alice' });
 });

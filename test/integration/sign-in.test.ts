@@ -5,7 +5,7 @@ import { CookieJar, cancelSignInWithoutBrowser, signInWithoutBrowser } from '../
 import { startGraphStandIn, type GraphStandIn } from '../support/graph.js';
 import { request } from '../support/http.js';
 import { DEMO_USERS } from '../support/idp.js';
-import { startIdpRelay, type IdpRelay } from '../support/idp-relay.js';
+import { startStackWithTokenRelay } from '../support/idp-relay.js';
 import { parseExposition } from '../support/metrics.js';
 import { startRedis } from '../support/redis.js';
 import { auditEvents, NAVIGATION, signIn, startStack, type Stack } from '../support/stack.js';
@@ -265,29 +265,19 @@ t.test('with Redis, anonymous navigations write nothing; a finished sign-in mark
 });
 
 t.test('the same callback twice at once (a reload, a retrying ingress): one code exchange, one session', async (t) => {
-  let relay: IdpRelay | undefined;
-  const stack = await startStack({
-    config: async (idp) => {
-      relay = await startIdpRelay(idp.issuer);
-      return { provider: { tokenEndpoint: `${relay.url}/token` } };
-    },
-  });
-  t.teardown(async () => {
-    await stack.stop();
-    relay!.stop();
-  });
+  const { stack, relay } = await startStackWithTokenRelay(t);
   const { binding, callbackPath } = await signInUpToCallback(stack);
-  relay!.delayMs = 300;
+  relay.delayMs = 300;
   const answers = await Promise.all([callbackRequest(stack, callbackPath, binding), callbackRequest(stack, callbackPath, binding)]);
   t.same(answers.map((answer) => answer.status).sort(), [302, 400]);
-  t.equal(relay!.paths.filter((path) => path === '/token').length, 1, 'the code went to the provider once');
+  t.equal(relay.paths.filter((path) => path === '/token').length, 1, 'the code went to the provider once');
   t.match(auditEvents(stack).find((event) => event.event === 'login_failed'), { code: 'unknown_state', reason: 'the state was already used, or its callback is being handled' });
 
-  relay!.delayMs = 0;
-  relay!.outage = '503';
+  relay.delayMs = 0;
+  relay.outage = '503';
   const next = await signInUpToCallback(stack);
   t.equal((await callbackRequest(stack, next.callbackPath, next.binding)).status, 400, 'the provider down: the exchange failed …');
-  relay!.outage = undefined;
+  relay.outage = undefined;
   const retried = await callbackRequest(stack, next.callbackPath, next.binding);
   t.equal(retried.status, 302, '… and the same callback, tried again, signs in');
   t.ok(retried.cookies._oidc_sidecar);

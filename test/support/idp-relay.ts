@@ -1,6 +1,7 @@
 import http from 'node:http';
 import httpProxy from 'http-proxy';
 import { listen } from './free-port.js';
+import { startStack, type Stack, type StackOptions } from './stack.js';
 
 /** A pass-through in front of the IdP (configured as an endpoint override) that records paths and can fail on demand. */
 export interface IdpRelay {
@@ -54,4 +55,27 @@ async function relayAnswer(proxyRes: http.IncomingMessage, res: http.ServerRespo
   delete headers['transfer-encoding'];
   headers['content-length'] = String(body.length);
   res.writeHead(proxyRes.statusCode!, headers).end(body);
+}
+
+/**
+ * A stack whose sidecar reaches the IdP's token endpoint through a relay (to slow, fail or alter
+ * token answers), with `config` besides; both are stopped at the test's teardown.
+ */
+export async function startStackWithTokenRelay(
+  t: { teardown(fn: () => unknown): void },
+  options: Omit<StackOptions, 'config'> & { config?: Record<string, unknown> } = {},
+): Promise<{ stack: Stack; relay: IdpRelay }> {
+  let relay: IdpRelay | undefined;
+  const stack = await startStack({
+    ...options,
+    config: async (idp) => {
+      relay = await startIdpRelay(idp.issuer);
+      return { ...options.config, provider: { tokenEndpoint: `${relay.url}/token` } };
+    },
+  });
+  t.teardown(async () => {
+    await stack.stop();
+    relay!.stop();
+  });
+  return { stack, relay: relay! };
 }
