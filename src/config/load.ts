@@ -121,7 +121,7 @@ interface SettableKey {
   path: string[];
   /** String and enum keys take an environment value as it is; the others parse it as YAML. */
   takesRawText: boolean;
-  /** Text or a list (`clients.idpTokens.audience`): YAML for a list, else the value as it is (`170086824411201793` is text). */
+  /** Text or a list (`clients.idpTokens.audience`): a YAML flow list (`[a, b]`), else the value as it is (`170086824411201793` is text). */
   textOrList: boolean;
 }
 
@@ -232,10 +232,9 @@ async function applyEnvOverrides(tree: Mapping, env: NodeJS.ProcessEnv, problems
 }
 
 function envValue(key: SettableKey, name: string, value: string, problems: Problems): unknown {
-  if (key.takesRawText) return value;
+  if (key.takesRawText || (key.textOrList && !value.trimStart().startsWith('['))) return value;
   try {
-    const parsed: unknown = parseYaml(value);
-    return key.textOrList && !Array.isArray(parsed) ? value : parsed;
+    return parseYaml(value);
   } catch (error) {
     const reason = error instanceof YAMLError ? error.code : 'unreadable';
     addProblem(problems, formatKey(key.path), `${name} is not a valid YAML value (${reason})`);

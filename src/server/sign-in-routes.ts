@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { SignInFailure } from '../oidc/sign-in.js';
 import { newBindingValue } from '../oidc/transactions.js';
 import { authenticateSession } from './browser-auth.js';
-import type { SignInFailure } from '../oidc/sign-in.js';
 import { isCrossSite } from './request-kind.js';
 import { redirect, sendHtml } from './responses.js';
 import { requestAuditFields, REQUEST_ID_HEADER, type Services } from './services.js';
