@@ -41,10 +41,10 @@ const COLUMNS: ReadonlyArray<[string, keyof AuditRecord]> = [
  * Prints the newest audit events of the Redis stream that match the options, oldest first: a table,
  * or one JSON object a line with `--json`. Resolves to the exit code (0, 1 on failure, 2 on bad options).
  */
-export async function runAuditCommand(config: Config, values: OptionValues, io: Output): Promise<number> {
+export async function runAuditCommand(config: Config, values: OptionValues, io: Output, localClock: () => number = Date.now): Promise<number> {
   let query: AuditQuery;
   try {
-    query = parseQuery(values, Date.now());
+    query = parseQuery(values, localClock());
   } catch (error) {
     io.stderr.write(`oidc-sidecar audit: ${(error as Error).message}\n`);
     return 2;
@@ -56,6 +56,9 @@ export async function runAuditCommand(config: Config, values: OptionValues, io: 
   let connectionError: Error | undefined;
   const client = createRedisClient(config.redis, (error) => (connectionError = error));
   try {
+    // Relative times (`--since 2h`) count back from the stream's clock, Redis's, not this machine's.
+    const [seconds, microseconds] = await client.time();
+    query = parseQuery(values, Number(seconds) * 1000 + Math.floor(Number(microseconds) / 1000));
     const records = await new AuditStream(client, config.audit.stream.maxLength).read(query);
     io.stdout.write(values.json ? records.map((record) => JSON.stringify(record) + '\n').join('') : formatTable(records));
     return 0;

@@ -24,9 +24,9 @@ function configFor(redisUrl: string, store: 'redis' | 'memory' = 'redis'): Confi
   });
 }
 
-async function run(config: Config, values: Record<string, string | boolean>) {
+async function run(config: Config, values: Record<string, string | boolean>, localClock?: () => number) {
   const io = { stdout: new Capture(), stderr: new Capture() };
-  const code = await runAuditCommand(config, values, io);
+  const code = await runAuditCommand(config, values, io, localClock);
   return { code, stdout: io.stdout.text, stderr: io.stderr.text };
 }
 
@@ -103,6 +103,17 @@ t.test('the Redis audit stream', async (t) => {
     const json = await run(config, { json: true, client: 'reporting-job' });
     t.equal(json.code, 0);
     t.same(JSON.parse(json.stdout), { time: '2026-03-01T10:00:01.000Z', event: 'api_auth', clientId: 'reporting-job', method: 'bearer', ip: '10.0.0.9', requestId: 'r' });
+  });
+
+  t.test("the command's relative times count from Redis's clock, not the machine's", async (t) => {
+    const stream = new AuditStream(client, 1000);
+    await client.del('authlog');
+    await stream.append(record('login', { user: 'alice' }));
+    const aDayAhead = () => Date.now() + 86_400_000;
+    const recent = await run(config, { json: true, since: '1h' }, aDayAhead);
+    t.equal(recent.code, 0);
+    t.match(JSON.parse(recent.stdout), { event: 'login', user: 'alice' }, 'a workstation a day ahead still finds the last hour');
+    t.equal((await run(config, { json: true, until: '1h' }, aDayAhead)).stdout, '', 'and nothing before it');
   });
 
   t.test('the command says clearly when there is no stream to read', async (t) => {
