@@ -67,7 +67,8 @@ export class SessionCookies {
     const { cookie } = req.headers;
     const first = readCookie(cookie, this.name);
     if (first === undefined || this.isGenuine(first)) return first;
-    return readCookies(cookie, this.name, MAX_SAME_NAME).find(this.isGenuine) ?? first;
+    // The first was just found not genuine: not checked again (an invalid value is not remembered).
+    return readCookies(cookie, this.name, MAX_SAME_NAME).find((value, index) => index > 0 && this.isGenuine(value)) ?? first;
   }
 
   /** The binding cookie's value; undefined when absent, or not one `newBindingValue` makes. */
