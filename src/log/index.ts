@@ -27,7 +27,7 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
 
 /**
  * Deprecations inside dependencies, known and harmless, that the process cannot act on: http-proxy
- * 1.18 (unmaintained) calls `util._extend` for every request it forwards, a warning on Node 22 and later.
+ * 1.18 (unmaintained) calls `util._extend` for every WebSocket upgrade it forwards, a warning on Node 22 and later.
  */
 const DEPENDENCY_DEPRECATIONS = new Set(['DEP0060']);
 

@@ -7,7 +7,7 @@ const UPGRADE = 'upgrade';
  * on nor acts on them for the next hop — and neither does it pass the headers that `Connection` names.
  */
 const HOP_BY_HOP = new Set([CONNECTION, 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', UPGRADE]);
-/** Node answers `Expect: 100-continue` itself (and http-proxy would skip its `proxyReq` event, so the time-out, for a request still expecting one). */
+/** Node answers `Expect: 100-continue` itself: the portal gets the body without being asked for it. */
 const ANSWERED_BY_THE_SIDECAR = 'expect';
 /**
  * Headers that make IIS (URL Rewrite) or a web framework serve another path than the request line
@@ -74,7 +74,7 @@ export interface PortalHeaderChanges {
  * stripped), without hop-by-hop headers, `Expect`, path overrides and — unless a trusted proxy sent
  * them — forwarding headers, with the changes. Built as a new object rather than edited
  * in place: deleting from Node's header object turns it into a slow dictionary for every later read,
- * and for the copy http-proxy makes. `Host` always stays.
+ * and for the header list sent to the portal. `Host` always stays.
  */
 export function portalRequestHeaders(incoming: IncomingHttpHeaders, changes: PortalHeaderChanges): IncomingHttpHeaders {
   const named = connectionOptions(incoming.connection);

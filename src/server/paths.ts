@@ -14,7 +14,7 @@ const MAX_PATH_LENGTH = 8192;
  * percent-encoded unreserved characters. Refused: anything but an origin-form target, a raw `#`,
  * dot segments (raw or encoded, also with path parameters such as `..;x`, which servlet containers
  * resolve as `..`), an encoded `/` or `\`, a raw `\`, a NUL or other control character. Repeated
- * slashes count as one, as they do for the portal: http-proxy sends it `/a//b` as `/a/b`.
+ * slashes count as one, as they do for the portal: it gets `/a//b` as `/a/b` (src/proxy/upstream.ts).
  */
 export function normalizeRequestPath(requestTarget: string | undefined): PathResult {
   if (!requestTarget || requestTarget[0] !== '/') return { ok: false, reason: 'request target is not an absolute path' };

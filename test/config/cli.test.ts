@@ -1,9 +1,11 @@
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { Writable } from 'node:stream';
 import t from 'tap';
 import { parse as parseYaml, stringify as toYaml } from 'yaml';
@@ -13,6 +15,7 @@ import { request } from '../support/http.js';
 import { startIdp } from '../support/idp.js';
 import { startPortal } from '../support/portal.js';
 
+const run = promisify(execFile);
 const CLI = fileURLToPath(new URL('../../src/cli.ts', import.meta.url));
 
 const SESSION_SECRET = 'session-secret-0123456789-abcdefghij';
@@ -199,6 +202,47 @@ t.test('start exits 1 with a clear line when the sidecar cannot start', async (t
   t.equal(await main(['start', '--config', file], io), 1);
   t.match(io.stdout.text, /"level":60.*"msg":"oidc-sidecar could not start"/);
   t.match(io.stdout.text, /EADDRINUSE/);
+});
+
+t.test('an https portal is reached only when its certificate is trusted (NODE_EXTRA_CA_CERTS for a private CA)', async (t) => {
+  const dir = t.testdir();
+  const keyFile = join(dir, 'portal.key');
+  const certFile = join(dir, 'portal.pem');
+  await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1']);
+  const portal = https.createServer({ key: readFileSync(keyFile), cert: readFileSync(certFile) }, (req, res) => res.end(`tls portal ${req.url} ${req.headers['x-forwarded-proto']}`));
+  const portalPort = await listen(portal, 0, '127.0.0.1');
+  t.teardown(() => portal.close());
+  const idp = await startIdp({ clients: [{ clientId: 'portal', clientSecret: CLIENT_SECRET, redirectUris: ['http://127.0.0.1/oauth2/callback'] }] });
+  t.teardown(() => idp.stop());
+
+  for (const trusted of [true, false]) {
+    const port = await freePort();
+    const file = join(dir, 'sidecar.yaml');
+    writeFileSync(file, toYaml({
+      ...VALID_CONFIG,
+      listen: { host: '127.0.0.1', port },
+      metrics: { host: '127.0.0.1', port: 0 },
+      upstream: { url: `https://127.0.0.1:${portalPort}` },
+      publicUrl: `http://127.0.0.1:${port}`,
+      provider: { issuerUrl: idp.issuer, clientId: 'portal' },
+      routes: { public: ['^/public/'] },
+    }));
+    const env = { ...process.env, ...SECRET_ENV, ...(trusted ? { NODE_EXTRA_CA_CERTS: certFile } : {}) };
+    const child = spawn(process.execPath, ['--import', 'tsx', CLI, '--config', file], { env });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += String(chunk)));
+    await until(() => output.includes('oidc-sidecar started'));
+    const answer = await request(`http://127.0.0.1:${port}/public/page?x=1`, { headers: { accept: 'application/json' } });
+    child.kill('SIGKILL');
+    await once(child, 'exit');
+    if (trusted) {
+      t.equal(answer.status, 200, 'trusted: forwarded over TLS');
+      t.equal(answer.body, 'tls portal /public/page?x=1 http', 'the portal got the request target and X-Forwarded-Proto');
+    } else {
+      t.equal(answer.status, 502, 'not trusted: no request sent to it');
+      t.match(output, /"code":"DEPTH_ZERO_SELF_SIGNED_CERT".*"msg":"the portal request failed"/, 'and the log says why');
+    }
+  }
 });
 
 async function until(condition: () => boolean, timeoutMs = 20_000): Promise<void> {

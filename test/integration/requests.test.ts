@@ -4,6 +4,7 @@ import net from 'node:net';
 import t from 'tap';
 import { request } from '../support/http.js';
 import { scrape } from '../support/metrics.js';
+import { startPortal } from '../support/portal.js';
 import { auditEvents, NAVIGATION, signIn, startStack } from '../support/stack.js';
 
 const JSON_ACCEPT = { accept: 'application/json' };
@@ -549,6 +550,28 @@ t.test('readiness follows the provider and the store', async (t) => {
   t.same(JSON.parse(ready.body), { sessionStore: 'ok', provider: 'ok' });
   t.equal((await request(stack.sidecar.metricsUrl + '/healthz')).status, 200);
   t.match((await request(stack.sidecar.metricsUrl + '/metrics')).body, /oidc_sidecar_build_info\{version="/);
+});
+
+t.test('a portal under a path of its own gets every request target below it, as sent', async (t) => {
+  const portal = await startPortal();
+  t.teardown(() => portal.stop());
+  const stack = await startStack({ config: { upstream: { url: `${portal.url}/legacy/` }, routes: { public: ['^/public/'] } } });
+  t.teardown(() => stack.stop());
+  const targets: Array<[sent: string, received: string]> = [
+    ['/public/a?x=1', '/legacy/public/a?x=1'],
+    ['/public//a///b?next=//x', '/legacy/public/a/b?next=//x'],
+    ['/public/a?q=1#part', '/legacy/public/a?q=1'],
+    ['/public/%7Bx%7D/%41?q=%2F', '/legacy/public/%7Bx%7D/%41?q=%2F'],
+    [`/public/'x'{y}|^?z="<>"`, `/legacy/public/'x'{y}|^?z="<>"`],
+  ];
+  for (const [sent, received] of targets) {
+    const answer = await rawExchange(stack.sidecar.url, `GET ${sent} HTTP/1.1\r\nHost: portal.example\r\nConnection: close\r\n\r\n`);
+    t.match(answer, /^HTTP\/1.1 200 /, sent);
+    t.equal(portal.requests.at(-1)!.url, received, sent);
+  }
+  const old = await rawExchange(stack.sidecar.url, 'GET /public/old HTTP/1.0\r\n\r\n');
+  t.match(old, /^HTTP\/1.1 200 /, 'HTTP/1.0 without Host');
+  t.equal(portal.requests.at(-1)!.headers.host, new URL(portal.url).host, "a request without Host gets the portal's");
 });
 
 /** A WebSocket upgrade request with `headers`; `protocol` replaces its Upgrade and Connection headers. */
