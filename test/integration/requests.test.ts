@@ -393,6 +393,20 @@ t.test('when the portal fails', async (t) => {
     t.equal(stack.portal.requests.at(-1)!.aborted, true);
   });
 
+  t.test('the client goes away mid-upload: the portal request is destroyed, and no portal failure counted', async (t) => {
+    const failures = async () => (await scrape(stack.sidecar.metricsUrl)).value('oidc_sidecar_upstream_errors_total', { reason: 'reset' });
+    const before = await failures();
+    const req = http.request(stack.sidecar.url + '/echo?upload', { method: 'POST', headers: { cookie: cookieHeader, 'content-length': '1048576' }, agent: false });
+    req.on('error', () => undefined);
+    req.write(Buffer.alloc(64 * 1024));
+    await waitFor(() => stack.portal.requests.at(-1)?.url === '/echo?upload');
+    req.destroy();
+    await waitFor(() => stack.portal.requests.at(-1)!.aborted);
+    t.equal(stack.portal.requests.at(-1)!.aborted, true);
+    t.equal(await failures(), before);
+    t.equal((await request(stack.sidecar.url + '/echo', { headers: { ...JSON_ACCEPT, cookie: cookieHeader } })).status, 200, 'the sidecar serves on');
+  });
+
   t.test('the portal breaks off mid-answer: the client is cut off too, not left waiting', async (t) => {
     const cut = await readSlowly(stack.sidecar.url + '/cut?kb=64', { cookie: cookieHeader }, 0);
     t.equal(cut.status, 200);
