@@ -2,7 +2,9 @@ import { execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
-import { createServer } from 'node:net';
+import type { IncomingMessage } from 'node:http';
+import { connect, createServer } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -204,12 +206,15 @@ t.test('start exits 1 with a clear line when the sidecar cannot start', async (t
   t.match(io.stdout.text, /EADDRINUSE/);
 });
 
-t.test('an https portal is reached only when its certificate is trusted (NODE_EXTRA_CA_CERTS for a private CA)', async (t) => {
+t.test('an https portal, WebSocket upgrades included, is reached only when its certificate is trusted (NODE_EXTRA_CA_CERTS for a private CA)', async (t) => {
   const dir = t.testdir();
   const keyFile = join(dir, 'portal.key');
   const certFile = join(dir, 'portal.pem');
   await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1']);
   const portal = https.createServer({ key: readFileSync(keyFile), cert: readFileSync(certFile) }, (req, res) => res.end(`tls portal ${req.url} ${req.headers['x-forwarded-proto']}`));
+  portal.on('upgrade', (req: IncomingMessage, socket: Duplex) => {
+    socket.end(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Portal-Saw: ${req.url}\r\n\r\n`);
+  });
   const portalPort = await listen(portal, 0, '127.0.0.1');
   t.teardown(() => portal.close());
   const idp = await startIdp({ clients: [{ clientId: 'portal', clientSecret: CLIENT_SECRET, redirectUris: ['http://127.0.0.1/oauth2/callback'] }] });
@@ -233,17 +238,34 @@ t.test('an https portal is reached only when its certificate is trusted (NODE_EX
     child.stdout.on('data', (chunk: Buffer) => (output += String(chunk)));
     await until(() => output.includes('oidc-sidecar started'));
     const answer = await request(`http://127.0.0.1:${port}/public/page?x=1`, { headers: { accept: 'application/json' } });
+    const upgraded = await upgradeAnswer(port, '/public/ws');
     child.kill('SIGKILL');
     await once(child, 'exit');
     if (trusted) {
       t.equal(answer.status, 200, 'trusted: forwarded over TLS');
       t.equal(answer.body, 'tls portal /public/page?x=1 http', 'the portal got the request target and X-Forwarded-Proto');
+      t.match(upgraded, /^HTTP\/1.1 101 Switching Protocols\r\n[^]*x-portal-saw: \/public\/ws\r\n/i, 'a WebSocket upgrade too');
     } else {
       t.equal(answer.status, 502, 'not trusted: no request sent to it');
+      t.match(upgraded, /^HTTP\/1.1 502 /, 'nor an upgrade');
       t.match(output, /"code":"DEPTH_ZERO_SELF_SIGNED_CERT".*"msg":"the portal request failed"/, 'and the log says why');
     }
   }
 });
+
+/** The first bytes the sidecar answers a WebSocket upgrade of `path` with. */
+function upgradeAnswer(port: number, path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1', () => {
+      socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+    });
+    socket.once('data', (data) => {
+      resolve(data.toString('latin1'));
+      socket.destroy();
+    });
+    socket.once('error', reject);
+  });
+}
 
 async function until(condition: () => boolean, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
