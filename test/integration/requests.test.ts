@@ -474,6 +474,30 @@ t.test('when the portal fails', async (t) => {
     t.equal(echoed, 'still here');
   });
 
+  t.test('a WebSocket ended in order delivers its last bytes both ways before it closes', async (t) => {
+    const socket = net.connect({ port: Number(new URL(stack.sidecar.url).port), host: '127.0.0.1', allowHalfOpen: true });
+    t.teardown(() => socket.destroy());
+    await new Promise((resolve) => socket.once('connect', resolve));
+    socket.write(`GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\nCookie: ${cookieHeader}\r\n\r\n`);
+    const handshake = await new Promise<Buffer>((resolve) => socket.once('data', resolve));
+    t.match(handshake.toString('latin1'), /^HTTP\/1.1 101 /);
+    socket.pause();
+    // The portal echoes it all and then ends too, while the client is not reading: what the sidecar still holds must not be cut off.
+    const last = randomBytes(4 * 1024 * 1024);
+    socket.end(last);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const hash = createHash('sha256');
+    let bytes = 0;
+    socket.on('data', (chunk: Buffer) => {
+      hash.update(chunk);
+      bytes += chunk.length;
+    });
+    socket.resume();
+    await new Promise((resolve) => socket.once('end', resolve));
+    t.equal(bytes, last.length, 'every byte came back');
+    t.equal(hash.digest('hex'), createHash('sha256').update(last).digest('hex'), 'in order');
+  });
+
   t.test('a client that stops reading is disconnected after twice upstream.timeoutSeconds, and its portal request dropped', async (t) => {
     const socket = net.connect(Number(new URL(stack.sidecar.url).port), '127.0.0.1');
     t.teardown(() => socket.destroy());
