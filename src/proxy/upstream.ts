@@ -1,5 +1,6 @@
 import http from 'node:http';
 import https from 'node:https';
+import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import httpProxy from 'http-proxy';
 import { endToEndHeaders } from './portal-headers.js';
@@ -59,6 +60,8 @@ type WithExchange<T> = T & { [EXCHANGE]: PortalExchange };
 /** Keep-alive connections to the portal, up to 64 idle ones. */
 const AGENT_OPTIONS: http.AgentOptions = { keepAlive: true, maxFreeSockets: 64, timeout: 60_000 };
 const REPEATED_SLASHES = /\/{2,}/g;
+/** Methods Node sends without `Content-Length` or `Transfer-Encoding` when they have no body (any other gets a length). */
+const FRAMED_ONLY_WITH_A_BODY = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS', 'TRACE', 'CONNECT']);
 
 /**
  * Requests are forwarded over node:http(s) with a keep-alive agent; WebSocket upgrades through
@@ -75,9 +78,11 @@ export function createUpstream(options: UpstreamOptions): Upstream {
   // Connections to the portal are not capped (as with nginx or oauth2-proxy): a cap would let a few
   // clients that stop reading hold every connection while later requests queue.
   const secure = options.target.protocol === 'https:';
-  const agent = secure ? new https.Agent(AGENT_OPTIONS) : new http.Agent(AGENT_OPTIONS);
-  const sendRequest = secure ? https.request : http.request;
   const portal = { hostname: options.target.hostname.replace(/^\[(.*)\]$/, '$1'), port: Number(options.target.port) || (secure ? 443 : 80) };
+  // The certificate is checked for the portal's name: without `servername` Node would take the
+  // client's Host header (the public name), which a request through http-proxy carries.
+  const agent = secure ? new https.Agent({ ...AGENT_OPTIONS, servername: isIP(portal.hostname) ? '' : portal.hostname }) : new http.Agent(AGENT_OPTIONS);
+  const sendRequest = secure ? https.request : http.request;
   const basePath = options.target.pathname.replace(REPEATED_SLASHES, '/').replace(/\/$/, '');
   const proxy = httpProxy.createProxyServer({ target: options.target.href, agent, ws: true, xfwd: false });
   const forwardedProto = options.publicUrl.protocol.slice(0, -1);
@@ -138,14 +143,18 @@ export function createUpstream(options: UpstreamOptions): Upstream {
       // The client may have left while the sidecar was deciding.
       if (res.destroyed) return;
       addForwardedHeaders(req);
-      const proxyReq = sendRequest({ agent, ...portal, method: req.method, path: portalPath(req.url!), headers: headerList(req.headers, options.target.host) });
+      const body = carriesBody(req);
+      const headers = headerList(req.headers, options.target.host);
+      // Node writes a header list at once, before it knows there is no body: it would frame a POST as chunked.
+      if (!body && req.headers['content-length'] === undefined && !FRAMED_ONLY_WITH_A_BODY.has(req.method!)) headers.push('content-length', '0');
+      const proxyReq = sendRequest({ agent, ...portal, method: req.method, path: portalPath(req.url!), headers });
       const exchange = new PortalExchange(req, res, proxyReq, options);
       (proxyReq as WithExchange<http.ClientRequest>)[EXCHANGE] = exchange;
       (res as WithExchange<http.ServerResponse>)[EXCHANGE] = exchange;
       proxyReq.on('response', onPortalResponse);
       proxyReq.on('error', onPortalError);
       res.on('close', onClientClosed);
-      if (carriesBody(req)) sendBody(exchange);
+      if (body) sendBody(exchange);
       else proxyReq.end();
     },
     ws(req, socket, head) {
@@ -245,7 +254,15 @@ function carriesBody(req: http.IncomingMessage): boolean {
  * cut off too rather than left waiting for the rest.
  */
 function writeResponse(proxyRes: http.IncomingMessage, res: http.ServerResponse, onBrokenOff: (error: Error) => void): void {
-  res.writeHead(proxyRes.statusCode!, proxyRes.statusMessage, endToEndHeaders(proxyRes.rawHeaders));
+  const status = proxyRes.statusCode!;
+  const headers = endToEndHeaders(proxyRes.rawHeaders);
+  try {
+    res.writeHead(status, proxyRes.statusMessage, headers);
+  } catch {
+    // A status text Node reads but will not write (a control character): an exception thrown here
+    // would end the process. The answer goes out with the standard text instead.
+    res.writeHead(status, http.STATUS_CODES[status] ?? 'Unknown', headers);
+  }
   proxyRes.on('data', (chunk: Buffer) => {
     if (res.write(chunk)) return;
     proxyRes.pause();

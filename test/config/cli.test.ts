@@ -257,7 +257,8 @@ t.test('an https portal, WebSocket upgrades included, is reached only when its c
 function upgradeAnswer(port: number, path: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const socket = connect(port, '127.0.0.1', () => {
-      socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+      // The public name in Host: the portal's certificate must still be checked for the portal's own.
+      socket.write(`GET ${path} HTTP/1.1\r\nHost: apps.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`);
     });
     socket.once('data', (data) => {
       resolve(data.toString('latin1'));

@@ -192,6 +192,14 @@ t.test('requests through a running sidecar', async (t) => {
     }
   });
 
+  t.test('a POST without a body reaches the portal as one of length 0, as it came', async (t) => {
+    const head = `POST /public/empty HTTP/1.1\r\nHost: ${new URL(stack.sidecar.url).host}\r\nConnection: close\r\n\r\n`;
+    t.match(await rawExchange(url('/'), head), /^HTTP\/1.1 200 /);
+    t.equal(lastPortalRequest().url, '/public/empty');
+    t.equal(lastPortalRequest().headers['content-length'], '0', 'not chunked: a portal may refuse a chunked request or take it for one with a body');
+    t.equal(lastPortalRequest().headers['transfer-encoding'], undefined);
+  });
+
   t.test('a request that expects 100-continue is forwarded like any other', async (t) => {
     const body = randomBytes(64 * 1024);
     const answer = await request(url('/echo'), { method: 'PUT', headers: { ...JSON_ACCEPT, cookie: cookieHeader, expect: '100-continue' }, body });
@@ -610,6 +618,22 @@ t.test('a portal under a path of its own gets every request target below it, as 
   const old = await rawExchange(stack.sidecar.url, 'GET /public/old HTTP/1.0\r\n\r\n');
   t.match(old, /^HTTP\/1.1 200 /, 'HTTP/1.0 without Host');
   t.equal(portal.requests.at(-1)!.headers.host, new URL(portal.url).host, "a request without Host gets the portal's");
+});
+
+t.test("a portal status text Node will not write (a control character) goes out as the standard one: the sidecar serves on", async (t) => {
+  const portal = net.createServer((socket) => {
+    socket.once('data', () => socket.end('HTTP/1.1 200 O\x01K\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello'));
+  });
+  await new Promise<void>((resolve) => portal.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => portal.close());
+  const { port } = portal.address() as net.AddressInfo;
+  const stack = await startStack({ config: { upstream: { url: `http://127.0.0.1:${port}` }, routes: { public: ['^/public/'] } } });
+  t.teardown(() => stack.stop());
+  for (const attempt of [1, 2]) {
+    const answer = await rawExchange(stack.sidecar.url, `GET /public/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
+    t.match(answer, /^HTTP\/1.1 200 OK\r\n/, `attempt ${attempt}`);
+    t.match(answer, /\r\n\r\nhello$/, `attempt ${attempt}: with the portal's body`);
+  }
 });
 
 /** A WebSocket upgrade request with `headers`; `protocol` replaces its Upgrade and Connection headers. */
