@@ -232,8 +232,9 @@ function classify(error: NodeJS.ErrnoException): UpstreamFailure {
 
 /**
  * The portal did not start answering in time: the request fails as `timeout` (a 504). While the
- * client is still sending its body the time does not run out (the server's own time-outs bound a
- * client that stalls); a portal connection that cannot even be opened does.
+ * client is still sending its body the time does not run out: the server's own time-outs bound a
+ * client that stalls, and the system's connect time-out a portal that never takes the connection
+ * (a refused one fails at once).
  */
 function timeOut(exchange: PortalExchange): void {
   if (exchange.uploading) return void exchange.timer.refresh();
