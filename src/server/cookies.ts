@@ -2,33 +2,32 @@
 
 /** The value of cookie `name` in a Cookie header, or undefined. The first occurrence wins. */
 export function readCookie(header: string | undefined, name: string): string | undefined {
-  if (!header) return undefined;
-  let from = 0;
-  while (from < header.length) {
-    const at = header.indexOf(name + '=', from);
-    if (at === -1) return undefined;
-    const startsPair = at === 0 || header[at - 1] === ' ' || header[at - 1] === ';';
-    const valueStart = at + name.length + 1;
-    if (startsPair) {
-      const end = header.indexOf(';', valueStart);
-      return header.slice(valueStart, end === -1 ? undefined : end).trim();
-    }
-    from = valueStart;
-  }
-  return undefined;
+  return header ? findCookie(header, `${name}=`, 0)?.value : undefined;
 }
 
 /** The values of every cookie `name` in a Cookie header, in order, at most `max`. */
 export function readCookies(header: string | undefined, name: string, max: number): string[] {
   const values: string[] = [];
-  for (let start = 0; header && start < header.length && values.length < max; ) {
-    const semicolon = header.indexOf(';', start);
-    const end = semicolon === -1 ? header.length : semicolon;
-    const pair = header.slice(start, end).trim();
-    if (pair.startsWith(name) && pair[name.length] === '=') values.push(pair.slice(name.length + 1).trim());
-    start = end + 1;
-  }
+  if (!header) return values;
+  const nameEquals = `${name}=`;
+  for (let found = findCookie(header, nameEquals, 0); found && values.length < max; found = findCookie(header, nameEquals, found.end)) values.push(found.value);
   return values;
+}
+
+/** The first cookie `name=…` (given as `nameEquals`) at or after `from`, and where its pair ends. */
+function findCookie(header: string, nameEquals: string, from: number): { value: string; end: number } | undefined {
+  while (from < header.length) {
+    const at = header.indexOf(nameEquals, from);
+    if (at === -1) return undefined;
+    const valueStart = at + nameEquals.length;
+    if (at === 0 || header[at - 1] === ' ' || header[at - 1] === ';') {
+      const semicolon = header.indexOf(';', valueStart);
+      const end = semicolon === -1 ? header.length : semicolon;
+      return { value: header.slice(valueStart, end).trim(), end };
+    }
+    from = valueStart;
+  }
+  return undefined;
 }
 
 /** A Cookie header without the cookies named in `names` (so the portal never sees the sidecar's). */

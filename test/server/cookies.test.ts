@@ -11,6 +11,7 @@ t.test('reads exactly the named cookie', async (t) => {
   t.equal(readCookie('x_oidc_sidecar=evil', '_oidc_sidecar'), undefined);
   t.equal(readCookie('_oidc_sidecar=first;_oidc_sidecar=second', '_oidc_sidecar'), 'first');
   t.equal(readCookie(undefined, 'a'), undefined);
+  t.equal(readCookie('a=1; xs=', 's'), undefined, 'a longer name ending the header is not the cookie');
   t.equal(readCookie('', 'a'), undefined);
 });
 
