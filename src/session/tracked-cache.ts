@@ -62,6 +62,8 @@ export class TrackedReadCache {
   /** Subscriptions failed in a row: each waits twice as long before the next try (up to a minute). */
   #subscribeFailures = 0;
   #subscribing = false;
+  /** The CLIENT TRACKING failure last reported: one Redis refuses (an old version, an ACL) is not reported at every canary tick. */
+  #trackingFailure: string | undefined;
 
   constructor(
     private readonly client: Redis,
@@ -233,8 +235,12 @@ export class TrackedReadCache {
     try {
       await this.client.client('TRACKING', 'ON', 'REDIRECT', String(subscriberId));
       if (epoch === this.#epoch) this.#tracking = true;
+      this.#trackingFailure = undefined;
     } catch (error) {
-      this.#onError(error);
+      const message = error instanceof Error ? error.message : String(error);
+      if (message === this.#trackingFailure) return;
+      this.#trackingFailure = message;
+      this.#onError(new Error(`CLIENT TRACKING failed (${message}): no local session copies, every request reads Redis; tried again every canary interval, reported again only if the answer changes`, { cause: error }));
     }
   }
 }

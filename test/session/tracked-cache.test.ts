@@ -129,3 +129,44 @@ t.test('invalidations that stop arriving (a connection dead without a word) are 
   await until(() => cache.peek('a') === undefined);
   t.pass('and invalidations arrive again');
 });
+
+t.test('a Redis that refuses CLIENT TRACKING: every read goes to Redis, the refusal is reported once, and copies are kept once it is allowed', async (t) => {
+  const redis = await startRedis();
+  const admin = new Redis(redis.url);
+  // As a managed Redis or an operator's ACL may have it; an old Redis answers "unknown command" instead.
+  await admin.acl('SETUSER', 'default', '-client|tracking');
+  const client = new Redis(redis.url, { keyPrefix: PREFIX });
+  const errors: unknown[] = [];
+  const cache = new TrackedReadCache(client, PREFIX, { canaryIntervalMs: 50, onError: (error) => errors.push(error) });
+  t.teardown(async () => {
+    cache.close();
+    client.disconnect();
+    admin.disconnect();
+    await redis.stop();
+  });
+  await until(() => errors.length > 0);
+  await sleep(500);
+  t.notOk(cache.tracking, 'nothing is cached');
+  t.equal(errors.length, 1, 'about ten tries, one report');
+  t.match(errors[0], { message: /^CLIENT TRACKING failed \(NOPERM .*\): no local session copies, every request reads Redis/ });
+  await admin.set(PREFIX + 'a', 'one');
+  let reads = 0;
+  const read = () => {
+    reads++;
+    return client.getBuffer('a');
+  };
+  await cache.get('a', read);
+  await cache.get('a', read);
+  t.equal(reads, 2, 'both reads went to Redis');
+
+  await admin.acl('SETUSER', 'default', '+client|tracking');
+  await until(() => cache.tracking);
+  reads = 0;
+  await cache.get('a', read);
+  await cache.get('a', read);
+  t.equal(reads, 1, 'allowed at last: the copy is kept');
+  await admin.acl('SETUSER', 'default', '-client|tracking');
+  await client.client('KILL', 'TYPE', 'pubsub');
+  await until(() => errors.length > 1);
+  t.match(errors.at(-1), { message: /^CLIENT TRACKING failed \(NOPERM/ }, 'refused again after it worked: reported again');
+});
