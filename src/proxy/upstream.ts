@@ -187,7 +187,14 @@ function sendBody(exchange: PortalExchange): void {
   const { req, proxyReq } = exchange;
   if (!req.complete) {
     exchange.uploading = true;
+    // A client that leaves before its body is whole takes the portal request with it, even once
+    // the answer is finished: a portal that answered early (a 413) still awaits the body, and Node
+    // no longer reports the request aborted then, only its connection closed.
+    const { socket } = req;
+    const onSocketClosed = () => clientLeft(exchange);
+    socket.once('close', onSocketClosed);
     req.once('end', () => {
+      socket.off('close', onSocketClosed);
       exchange.uploading = false;
       exchange.timer.refresh();
     });
@@ -220,7 +227,10 @@ function failed(exchange: PortalExchange, error: Error): void {
 function onClientClosed(this: WithExchange<http.ServerResponse>): void {
   const exchange = this[EXCHANGE];
   clearTimeout(exchange.timer);
-  if (this.writableFinished) return;
+  if (!this.writableFinished) clientLeft(exchange);
+}
+
+function clientLeft(exchange: PortalExchange): void {
   exchange.settled = 'client left';
   exchange.proxyReq.destroy();
 }

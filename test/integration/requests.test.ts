@@ -415,6 +415,17 @@ t.test('when the portal fails', async (t) => {
     t.equal((await request(stack.sidecar.url + '/echo', { headers: { ...JSON_ACCEPT, cookie: cookieHeader } })).status, 200, 'the sidecar serves on');
   });
 
+  t.test('the client goes away mid-upload after the portal answered early (a 413): the portal request goes too', async (t) => {
+    const req = http.request(stack.sidecar.url + '/early', { method: 'POST', headers: { cookie: cookieHeader, 'content-length': '1048576' }, agent: false });
+    req.on('error', () => undefined);
+    const answered = new Promise<number>((resolve) => req.on('response', (res) => resolve(res.statusCode!)));
+    req.write(Buffer.alloc(64 * 1024));
+    t.equal(await answered, 413, 'the answer comes while the client is still sending');
+    req.destroy();
+    await waitFor(() => stack.portal.requests.at(-1)!.aborted);
+    t.equal(stack.portal.requests.at(-1)!.aborted, true, 'the portal is not left waiting for the rest of the body');
+  });
+
   t.test('the portal breaks off mid-answer: the client is cut off too, not left waiting', async (t) => {
     const cut = await readSlowly(stack.sidecar.url + '/cut?kb=64', { cookie: cookieHeader }, 0);
     t.equal(cut.status, 200);

@@ -87,6 +87,22 @@ t.test('/slow answers late, and stops waiting when the client goes away', async 
   t.ok(await eventually(() => portal.requests[1]?.aborted === true), 'recorded as aborted');
 });
 
+t.test('/early answers 413 before the body, and counts the connection ending before the body as aborted', async (t) => {
+  const portal = await startTestPortal(t);
+  const whole = await fetch(`${portal.url}/early`, { method: 'POST', body: randomBytes(3000) });
+  t.equal(whole.status, 413);
+  t.ok(await eventually(() => portal.requests[0]?.bodyLength === 3000), 'the body is still read');
+  t.equal(portal.requests[0]?.aborted, false);
+
+  const req = request(`${portal.url}/early`, { method: 'POST', headers: { 'content-length': '100000' }, agent: false });
+  req.on('error', () => undefined);
+  const status = new Promise<number | undefined>((resolve) => req.on('response', (res: IncomingMessage) => resolve(res.statusCode)));
+  req.write(randomBytes(1000));
+  t.equal(await status, 413, 'answered while the body is on its way');
+  req.destroy();
+  t.ok(await eventually(() => portal.requests[1]?.aborted === true), 'recorded as aborted');
+});
+
 t.test('connections are kept alive', async (t) => {
   const portal = await startTestPortal(t);
   const agent = new Agent({ keepAlive: true });

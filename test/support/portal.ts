@@ -16,6 +16,8 @@ import { escapeHtml, htmlPage } from './html.js';
  * - `/ws` accepts a WebSocket upgrade (after `delayMs=N` ms) and echoes the raw bytes it receives (frames stay masked, so
  *   it suits byte-level tests rather than a browser's WebSocket); `/ws-silent` never answers one,
  * - `/1k` answers exactly 1024 bytes of HTML (benchmark),
+ * - `/early` answers 413 at once, before the body it does not want (whose end it still awaits, as
+ *   Node does to keep the connection), and counts as aborted if the connection ends before the body,
  * - `/hop-by-hop` answers with its own status text, two cookies and connection-level headers (a
  *   proxy must drop those),
  * - anything else: the "Legacy portal" page (HTML, or JSON for `Accept: application/json`).
@@ -31,7 +33,7 @@ export interface RecordedRequest {
   bodyLength: number;
   /** Hex SHA-256 of the body; set once the body has been read. */
   bodySha256: string;
-  /** The client went away before the answer was complete. */
+  /** The client went away before the answer was complete (on `/early`: before the body was). */
   aborted: boolean;
 }
 
@@ -108,6 +110,7 @@ function record(requests: RecordedRequest[], req: IncomingMessage): RecordedRequ
 }
 
 function handleRequest(req: IncomingMessage, res: ServerResponse, entry: RecordedRequest): void {
+  if (entry.url.startsWith('/early')) return answerBeforeTheBody(req, res, entry);
   res.on('close', () => {
     if (!res.writableFinished) entry.aborted = true;
   });
@@ -146,6 +149,15 @@ function route(req: IncomingMessage, res: ServerResponse, entry: RecordedRequest
     default:
       return sendPortalPage(req, res, entry);
   }
+}
+
+function answerBeforeTheBody(req: IncomingMessage, res: ServerResponse, entry: RecordedRequest): void {
+  // Not the request's 'close': once the answer is finished, Node reports only the connection's.
+  req.socket.once('close', () => {
+    if (!req.complete) entry.aborted = true;
+  });
+  send(res, 413, 'text/plain; charset=utf-8', 'too large\n');
+  readBody(req, entry).catch(() => undefined);
 }
 
 function sendWithHopByHopHeaders(res: ServerResponse): void {
