@@ -95,17 +95,14 @@ export function createUpstream(options: UpstreamOptions): Upstream {
   proxy.on('proxyReqWs', (proxyReq, req, client) => {
     const exchange = new PortalExchange(req, client, proxyReq, options);
     (req as WithExchange<http.IncomingMessage>)[EXCHANGE] = exchange;
-    const clientLeft = () => {
-      exchange.settled = 'client left';
-      proxyReq.destroy();
-    };
-    if (client.destroyed) return clientLeft();
-    client.once('close', clientLeft);
+    if (client.destroyed) return clientLeft(exchange);
+    const clientGone = () => clientLeft(exchange);
+    client.once('close', clientGone);
     proxyReq.once('response', () => clearTimeout(exchange.timer));
     proxyReq.once('upgrade', (_response: http.IncomingMessage, portalSocket: Duplex) => {
       clearTimeout(exchange.timer);
       exchange.settled = 'upgraded';
-      client.off('close', clientLeft);
+      client.off('close', clientGone);
       if (client.destroyed) return void portalSocket.destroy();
       // Not after an orderly end: the pipe ended the other side, which still sends what it holds (the last frames).
       client.once('close', () => void (portalSocket.writableEnded || portalSocket.destroy()));
