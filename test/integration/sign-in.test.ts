@@ -399,6 +399,19 @@ t.test('users outside the allowed e-mail domains are refused at sign-in', async 
   t.ok((await signIn(stack, { user: DEMO_USERS.alice })).cookie, 'alice@example.com, domain matched without regard to case');
 });
 
+t.test('an e-mail address the provider has not verified names nobody: not in the audit log, not in X-Forwarded-User or -Email', async (t) => {
+  // Without the profile scope there is no preferred_username: the e-mail would be next in line.
+  const eve = { ...DEMO_USERS.bob, sub: 'e7e00000-0000-4000-8000-000000000002', username: 'eve', password: 'eve-password', email: 'ceo@example.com', emailVerified: false };
+  const stack = await startStack({ idp: { users: [eve] }, config: { provider: { scopes: ['openid', 'email'] } } });
+  t.teardown(() => stack.stop());
+  const { cookieHeader } = await signIn(stack, { user: eve });
+  t.match(auditEvents(stack).at(-1), { event: 'login', user: eve.sub });
+  const portal = JSON.parse((await request(stack.sidecar.url + '/echo', { headers: { ...JSON_ACCEPT, cookie: cookieHeader } })).body) as { headers: Record<string, string> };
+  t.equal(portal.headers['x-forwarded-user'], eve.sub);
+  t.notOk(portal.headers['x-forwarded-email']);
+  t.notOk(stack.logLines.join('\n').includes('ceo@example.com'), 'the address is in no log line either');
+});
+
 t.test('sign-out without provider logout goes straight to the logoff page; POST works too', async (t) => {
   const stack = await startStack({ config: { logout: { idpLogout: false, redirectUrl: 'https://intranet.example.com/logged-off' } } });
   t.teardown(() => stack.stop());
