@@ -425,6 +425,22 @@ t.test('behind a trusted proxy the client is named by X-Forwarded-For: in the au
   t.match(auditEvents(stack).at(-1), { code: 'secret', ip: '203.0.113.10', reason: /^1 more like this from 203\.0\.113\.10 / }, '… another behind the same proxy is still checked');
 });
 
+t.test('with the audit log off a refused credential is still explained, at debug, and the answer is the same', async (t) => {
+  const { stack, stop } = await startBehindTrustedProxy(t, { audit: { enabled: false }, log: { level: 'debug' } });
+  const answer = await request(stack.sidecar.url + '/api/items', { headers: { accept: 'application/json', authorization: 'Bearer junk.token.value' } });
+  t.equal(answer.status, 401);
+  t.match(JSON.parse(answer.body), { error: 'invalid_client' });
+  await stop();
+  t.same(auditEvents(stack), [], 'no audit line');
+  const entries = stack.logLines.map((line) => JSON.parse(line) as Record<string, unknown>);
+  t.match(
+    entries.find((entry) => entry.msg === 'machine client refused'),
+    { level: 20, method: 'bearer', reason: /^Bearer token validation failed: /, requestId: String },
+    'the precise reason, for troubleshooting',
+  );
+  t.notOk(stack.logLines.join('\n').includes('junk.token.value'), 'not the token');
+});
+
 t.test('an IPv6 client is throttled by its /64: a new address in it for every attempt does not escape', async (t) => {
   const { stack, failedAttempt, stop } = await startBehindTrustedProxy(t);
   for (let i = 1; i <= 20; i++) await failedAttempt(`2001:db8:1:2::${i.toString(16)}`);
