@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { request } from '../support/http.js';
 import { startIdpRelay as startRelay, startStackWithTokenRelay, type IdpRelay as Relay } from '../support/idp-relay.js';
 import { startRedis } from '../support/redis.js';
@@ -39,38 +39,44 @@ t.test('cookie type: "persistent" outlives the browser, "session" does not', asy
 });
 
 t.test('the session store stalls right after a refresh: the renewed session is saved once it is back, its rotated refresh token kept', async (t) => {
-  const redis = await startRedis();
-  let offset = 0;
-  let relay: Relay | undefined;
-  const stack = await startStack({
-    clock: () => Date.now() + offset,
-    idp: { accessTokenTtlSeconds: 600, rotateRefreshTokens: true },
-    config: async (idp) => {
-      relay = await startRelay(idp.issuer);
-      return { session: { store: 'redis' }, redis: { url: redis.url }, provider: { tokenEndpoint: `${relay.url}/token` } };
-    },
-  });
-  const admin = new Redis(redis.url);
-  t.teardown(async () => {
-    admin.disconnect();
-    await stack.stop();
-    relay!.stop();
-    await redis.stop();
-  });
-  const { cookieHeader } = await signIn(stack);
-  const page = () => request(stack.sidecar.url + '/echo', { headers: { accept: 'application/json', cookie: cookieHeader } });
-  offset += 11 * 60_000;
-  relay!.delayMs = 300;
+  const { stack, relay, admin, page, passTime } = await signedInWithRotatingRefreshTokens(t);
+  passTime(11 * 60_000);
+  relay.delayMs = 300;
   const answer = page();
   await sleep(150); // the refresh lock is taken and the refresh is at the provider
   await admin.call('CLIENT', 'PAUSE', '3000', 'WRITE');
   t.equal((await answer).status, 200, 'answered once the store took the renewed session (its first save timed out)');
-  relay!.delayMs = 0;
+  relay.delayMs = 0;
   t.match(auditEvents(stack).at(-1), { event: 'token_refreshed', user: 'alice' });
-  offset += 11 * 60_000;
+  passTime(11 * 60_000);
   t.equal((await page()).status, 200, 'the next refresh works: it used the rotated refresh token, which was saved');
   t.match(auditEvents(stack).at(-1), { event: 'token_refreshed', user: 'alice' });
   t.notOk(auditEvents(stack).some((event) => event.event === 'refresh_failed'));
+});
+
+t.test('the session store refuses the renewed session past every retry: 503, the loss logged, and the next refresh needs the rotated token it lost', async (t) => {
+  const { stack, relay, admin, page, passTime } = await signedInWithRotatingRefreshTokens(t);
+  const portalRequests = stack.portal.requests.length;
+  const tokenRequests = () => relay.paths.filter((path) => path === '/token').length;
+  const tokenRequestsBefore = tokenRequests();
+  passTime(11 * 60_000);
+  relay.delayMs = 1_000;
+  const answer = page();
+  while (tokenRequests() === tokenRequestsBefore) await sleep(10); // the refresh lock is taken and the refresh is at the provider
+  // Every write of the session record now fails at once (as a Redis out of memory would refuse it).
+  await admin.call('ACL', 'SETUSER', 'default', '-set');
+  const refused = await answer;
+  await admin.call('ACL', 'SETUSER', 'default', '+set');
+  relay.delayMs = 0;
+  t.equal(refused.status, 503, 'a store failure: try again later');
+  t.equal(stack.portal.requests.length, portalRequests, 'the portal was not reached');
+  const entries = stack.logLines.map((line) => JSON.parse(line) as Record<string, unknown>);
+  t.equal(entries.filter((entry) => entry.msg === 'saving the renewed session failed; trying again').length, 3, 'three more tries');
+  t.match(entries.find((entry) => entry.level === 50), { msg: /^the renewed session could not be saved: its new refresh token is lost/, user: 'alice' });
+
+  const next = await page();
+  t.equal(next.status, 401, 'the stored refresh token was spent by the lost refresh: signed out, as the log line warned');
+  t.match(auditEvents(stack).at(-1), { event: 'refresh_failed', user: 'alice' });
 });
 
 t.test('a refresh answered without an ID token keeps the one in hand', async (t) => {
@@ -112,3 +118,37 @@ t.test('an outage of the token endpoint during a refresh is answered 503 and kee
   t.equal((await page()).status, 200, 'the provider back: the same session is refreshed and used');
   t.match(auditEvents(stack).at(-1), { event: 'token_refreshed', user: 'alice' });
 });
+
+/**
+ * Alice signed in on a stack with Redis sessions, refresh tokens rotated at every use, access
+ * tokens valid for 10 minutes, and the token endpoint behind a relay that can delay it; `admin`
+ * talks to the same Redis, `passTime` moves the sidecar's clock.
+ */
+async function signedInWithRotatingRefreshTokens(t: Test) {
+  const redis = await startRedis();
+  let offset = 0;
+  let relay: Relay | undefined;
+  const stack = await startStack({
+    clock: () => Date.now() + offset,
+    idp: { accessTokenTtlSeconds: 600, rotateRefreshTokens: true },
+    config: async (idp) => {
+      relay = await startRelay(idp.issuer);
+      return { session: { store: 'redis' }, redis: { url: redis.url }, provider: { tokenEndpoint: `${relay.url}/token` } };
+    },
+  });
+  const admin = new Redis(redis.url);
+  t.teardown(async () => {
+    admin.disconnect();
+    await stack.stop();
+    relay!.stop();
+    await redis.stop();
+  });
+  const { cookieHeader } = await signIn(stack);
+  return {
+    stack,
+    relay: relay!,
+    admin,
+    page: () => request(stack.sidecar.url + '/echo', { headers: { accept: 'application/json', cookie: cookieHeader } }),
+    passTime: (ms: number) => void (offset += ms),
+  };
+}
