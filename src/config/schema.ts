@@ -90,7 +90,7 @@ const metricsSchema = z
 const upstreamSchema = requiredSection(
   z.strictObject({
     url: httpUrl.describe('the portal, e.g. http://127.0.0.1:8080; an https portal must have a certificate Node trusts (its CAs, or NODE_EXTRA_CA_CERTS for a private CA); a path is put before every request path'),
-    timeoutSeconds: z.number().positive().max(3600).default(60).describe('how long the portal may take to start answering once it has the whole request (an upload does not count), 504 after it; a client connection idle for twice as long is closed'),
+    timeoutSeconds: z.number().positive().max(3600).default(60).describe('how long the portal may take to take the connection, and to start answering once it has the whole request (an upload does not count), 504 after it; a client connection idle for twice as long is closed'),
     websockets: z.boolean().default(true).describe('proxy WebSocket upgrades to the portal'),
   }),
 );

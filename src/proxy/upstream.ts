@@ -36,7 +36,7 @@ class PortalExchange {
   readonly started = performance.now();
   readonly timer: NodeJS.Timeout;
   timedOut = false;
-  /** The client is still sending the body: the time-out waits. */
+  /** The client is still sending the body: the time-out waits (once the portal took the connection). */
   uploading = false;
   /**
    * Needs no HTTP answer any more: the client left first (not a portal failure), or the portal
@@ -238,13 +238,12 @@ function classify(error: NodeJS.ErrnoException): UpstreamFailure {
 }
 
 /**
- * The portal did not start answering in time: the request fails as `timeout` (a 504). While the
- * client is still sending its body the time does not run out: the server's own time-outs bound a
- * client that stalls, and the system's connect time-out a portal that never takes the connection
- * (a refused one fails at once).
+ * The portal did not take the connection or start answering in time: the request fails as
+ * `timeout` (a 504). While the client is still sending its body to a portal that took the
+ * connection, the time does not run out: the server's own time-outs bound a client that stalls.
  */
 function timeOut(exchange: PortalExchange): void {
-  if (exchange.uploading) return void exchange.timer.refresh();
+  if (exchange.uploading && exchange.proxyReq.socket?.connecting === false) return void exchange.timer.refresh();
   exchange.timedOut = true;
   exchange.proxyReq.destroy(new Error('upstream timeout'));
 }

@@ -1,7 +1,9 @@
+import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import http from 'node:http';
 import net from 'node:net';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { request } from '../support/http.js';
 import { scrape } from '../support/metrics.js';
 import { startPortal } from '../support/portal.js';
@@ -541,6 +543,47 @@ t.test('when the portal fails', async (t) => {
     t.match(JSON.parse(api.body), { error: 'bad_gateway' });
   });
 });
+
+t.test('a portal that does not take the connection: 504 after upstream.timeoutSeconds, during an upload too', async (t) => {
+  const portalUrl = await startPortalTakingNoConnection(t);
+  const stack = await startStack({ config: { upstream: { url: portalUrl, timeoutSeconds: 0.5 } } });
+  t.teardown(() => stack.stop());
+  const { cookieHeader } = await signIn(stack);
+  const page = await request(stack.sidecar.url + '/page', { headers: { ...NAVIGATION, cookie: cookieHeader } });
+  t.equal(page.status, 504);
+  t.match(page.body, /Portal too slow/);
+
+  const started = Date.now();
+  const upload = http.request(stack.sidecar.url + '/form', { method: 'POST', headers: { ...JSON_ACCEPT, cookie: cookieHeader, 'content-length': String(1024 * 1024) }, agent: false });
+  const answered = new Promise<number>((resolve, reject) => {
+    upload.on('response', (res) => resolve(res.statusCode!));
+    upload.on('error', reject);
+  });
+  t.teardown(() => upload.destroy());
+  upload.write(Buffer.alloc(64 * 1024));
+  t.equal(await answered, 504, 'answered while the body waits, not cut off when the connection falls idle (1 s)');
+  t.ok(Date.now() - started < 1000);
+});
+
+/**
+ * A portal whose process takes no connection (its event loop is busy for ever): once the system's
+ * queue of connections waiting for it is full, every further connection attempt goes unanswered.
+ */
+async function startPortalTakingNoConnection(t: Test): Promise<string> {
+  const listener = "const s = require('net').createServer().listen({ host: '127.0.0.1', port: 0, backlog: 1 }, () => { require('fs').writeSync(1, s.address().port + '\\n'); for (;;); });";
+  const child = spawn(process.execPath, ['-e', listener], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.teardown(() => child.kill('SIGKILL'));
+  const [portLine] = (await once(child.stdout, 'data')) as [Buffer];
+  const port = Number(String(portLine).trim());
+  for (let queued = 0; queued < 10; queued++) {
+    const filler = net.connect(port, '127.0.0.1');
+    filler.on('error', () => undefined);
+    t.teardown(() => filler.destroy());
+    const connected = await Promise.race([once(filler, 'connect').then(() => true), new Promise<boolean>((resolve) => setTimeout(resolve, 300, false))]);
+    if (!connected) return `http://127.0.0.1:${port}`;
+  }
+  throw new Error('the system kept taking connections for a portal that accepts none');
+}
 
 t.test('session lifetime follows the injected clock', async (t) => {
   let offset = 0;
