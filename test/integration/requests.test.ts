@@ -579,7 +579,7 @@ async function startPortalTakingNoConnection(t: Test): Promise<string> {
     const filler = net.connect(port, '127.0.0.1');
     filler.on('error', () => undefined);
     t.teardown(() => filler.destroy());
-    const connected = await Promise.race([once(filler, 'connect').then(() => true), new Promise<boolean>((resolve) => setTimeout(resolve, 300, false))]);
+    const connected = await Promise.race([once(filler, 'connect').then(() => true), new Promise<boolean>((resolve) => setTimeout(resolve, 1_000, false))]);
     if (!connected) return `http://127.0.0.1:${port}`;
   }
   throw new Error('the system kept taking connections for a portal that accepts none');
