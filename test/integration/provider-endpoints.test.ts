@@ -39,13 +39,14 @@ t.test('cookie type: "persistent" outlives the browser, "session" does not', asy
 });
 
 t.test('the session store stalls right after a refresh: the renewed session is saved once it is back, its rotated refresh token kept', async (t) => {
-  const { stack, relay, admin, page, passTime } = await signedInWithRotatingRefreshTokens(t);
+  const { stack, relay, admin, page, passTime, refreshAtTheProvider } = await signedInWithRotatingRefreshTokens(t);
   passTime(11 * 60_000);
-  relay.delayMs = 300;
+  relay.delayMs = 1_000;
   const answer = page();
-  await sleep(150); // the refresh lock is taken and the refresh is at the provider
-  await admin.call('CLIENT', 'PAUSE', '3000', 'WRITE');
-  t.equal((await answer).status, 200, 'answered once the store took the renewed session (its first save timed out)');
+  await refreshAtTheProvider();
+  await admin.call('CLIENT', 'PAUSE', '4000', 'WRITE');
+  t.equal((await answer).status, 200, 'answered once the store took the renewed session …');
+  t.ok(stack.logLines.some((line) => line.includes('saving the renewed session failed; trying again')), '… its first save having timed out');
   relay.delayMs = 0;
   t.match(auditEvents(stack).at(-1), { event: 'token_refreshed', user: 'alice' });
   passTime(11 * 60_000);
@@ -55,14 +56,12 @@ t.test('the session store stalls right after a refresh: the renewed session is s
 });
 
 t.test('the session store refuses the renewed session past every retry: 503, the loss logged, and the next refresh needs the rotated token it lost', async (t) => {
-  const { stack, relay, admin, page, passTime } = await signedInWithRotatingRefreshTokens(t);
+  const { stack, relay, admin, page, passTime, refreshAtTheProvider } = await signedInWithRotatingRefreshTokens(t);
   const portalRequests = stack.portal.requests.length;
-  const tokenRequests = () => relay.paths.filter((path) => path === '/token').length;
-  const tokenRequestsBefore = tokenRequests();
   passTime(11 * 60_000);
   relay.delayMs = 1_000;
   const answer = page();
-  while (tokenRequests() === tokenRequestsBefore) await sleep(10); // the refresh lock is taken and the refresh is at the provider
+  await refreshAtTheProvider();
   // Every write of the session record now fails at once (as a Redis out of memory would refuse it).
   await admin.call('ACL', 'SETUSER', 'default', '-set');
   const refused = await answer;
@@ -122,7 +121,8 @@ t.test('an outage of the token endpoint during a refresh is answered 503 and kee
 /**
  * Alice signed in on a stack with Redis sessions, refresh tokens rotated at every use, access
  * tokens valid for 10 minutes, and the token endpoint behind a relay that can delay it; `admin`
- * talks to the same Redis, `passTime` moves the sidecar's clock.
+ * talks to the same Redis, `passTime` moves the sidecar's clock, `refreshAtTheProvider` resolves
+ * once a refresh (which holds the refresh lock) has reached the token endpoint.
  */
 async function signedInWithRotatingRefreshTokens(t: Test) {
   const redis = await startRedis();
@@ -144,11 +144,17 @@ async function signedInWithRotatingRefreshTokens(t: Test) {
     await redis.stop();
   });
   const { cookieHeader } = await signIn(stack);
+  const tokenRequests = () => relay!.paths.filter((path) => path === '/token').length;
+  let tokenRequestsSeen = tokenRequests();
   return {
     stack,
     relay: relay!,
     admin,
     page: () => request(stack.sidecar.url + '/echo', { headers: { accept: 'application/json', cookie: cookieHeader } }),
     passTime: (ms: number) => void (offset += ms),
+    async refreshAtTheProvider() {
+      while (tokenRequests() === tokenRequestsSeen) await sleep(10);
+      tokenRequestsSeen = tokenRequests();
+    },
   };
 }
