@@ -137,8 +137,9 @@ export function createUpstream(options: UpstreamOptions): Upstream {
 
   return {
     web(req, res) {
-      // The client may have left while the sidecar was deciding.
-      if (res.destroyed) return;
+      // The client may have left while the sidecar was deciding (the answer to a pipelined request
+      // waits in Node's queue without a connection, so only the connection tells).
+      if (res.destroyed || req.socket.destroyed) return;
       addForwardedHeaders(req);
       const body = carriesBody(req);
       const headers = headerList(req.headers, options.target.host);

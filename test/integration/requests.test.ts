@@ -546,14 +546,13 @@ t.test('when the portal fails', async (t) => {
 
 t.test('a portal that does not take the connection: 504 after upstream.timeoutSeconds, during an upload too', async (t) => {
   const portalUrl = await startPortalTakingNoConnection(t);
-  const stack = await startStack({ config: { upstream: { url: portalUrl, timeoutSeconds: 0.5 } } });
+  const stack = await startStack({ config: { upstream: { url: portalUrl, timeoutSeconds: 1 } } });
   t.teardown(() => stack.stop());
   const { cookieHeader } = await signIn(stack);
   const page = await request(stack.sidecar.url + '/page', { headers: { ...NAVIGATION, cookie: cookieHeader } });
   t.equal(page.status, 504);
   t.match(page.body, /Portal too slow/);
 
-  const started = Date.now();
   const upload = http.request(stack.sidecar.url + '/form', { method: 'POST', headers: { ...JSON_ACCEPT, cookie: cookieHeader, 'content-length': String(1024 * 1024) }, agent: false });
   const answered = new Promise<number>((resolve, reject) => {
     upload.on('response', (res) => resolve(res.statusCode!));
@@ -561,19 +560,19 @@ t.test('a portal that does not take the connection: 504 after upstream.timeoutSe
   });
   t.teardown(() => upload.destroy());
   upload.write(Buffer.alloc(64 * 1024));
-  t.equal(await answered, 504, 'answered while the body waits, not cut off when the connection falls idle (1 s)');
-  t.ok(Date.now() - started < 1000);
+  t.equal(await answered, 504, 'answered while the body waits, not cut off when the connection falls idle (2 s)');
 });
 
 /**
- * A portal whose process takes no connection (its event loop is busy for ever): once the system's
- * queue of connections waiting for it is full, every further connection attempt goes unanswered.
+ * A portal whose process is stopped: once the system's queue of connections waiting for it is
+ * full, every further connection attempt goes unanswered.
  */
 async function startPortalTakingNoConnection(t: Test): Promise<string> {
-  const listener = "const s = require('net').createServer().listen({ host: '127.0.0.1', port: 0, backlog: 1 }, () => { require('fs').writeSync(1, s.address().port + '\\n'); for (;;); });";
+  const listener = "const s = require('net').createServer().listen({ host: '127.0.0.1', port: 0, backlog: 1 }, () => console.log(s.address().port));";
   const child = spawn(process.execPath, ['-e', listener], { stdio: ['ignore', 'pipe', 'inherit'] });
   t.teardown(() => child.kill('SIGKILL'));
-  const [portLine] = (await once(child.stdout, 'data')) as [Buffer];
+  const [portLine] = (await once(child.stdout, 'data', { signal: AbortSignal.timeout(10_000) })) as [Buffer];
+  child.kill('SIGSTOP');
   const port = Number(String(portLine).trim());
   for (let queued = 0; queued < 10; queued++) {
     const filler = net.connect(port, '127.0.0.1');
