@@ -126,34 +126,30 @@ t.test('an outage of the token endpoint during a refresh is answered 503 and kee
  */
 async function signedInWithRotatingRefreshTokens(t: Test) {
   const redis = await startRedis();
+  t.teardown(() => redis.stop());
   let offset = 0;
-  let relay: Relay | undefined;
-  const stack = await startStack({
+  const { stack, relay } = await startStackWithTokenRelay(t, {
     clock: () => Date.now() + offset,
     idp: { accessTokenTtlSeconds: 600, rotateRefreshTokens: true },
-    config: async (idp) => {
-      relay = await startRelay(idp.issuer);
-      return { session: { store: 'redis' }, redis: { url: redis.url }, provider: { tokenEndpoint: `${relay.url}/token` } };
-    },
+    config: { session: { store: 'redis' }, redis: { url: redis.url } },
   });
   const admin = new Redis(redis.url);
-  t.teardown(async () => {
-    admin.disconnect();
-    await stack.stop();
-    relay!.stop();
-    await redis.stop();
-  });
+  t.teardown(() => admin.disconnect());
   const { cookieHeader } = await signIn(stack);
-  const tokenRequests = () => relay!.paths.filter((path) => path === '/token').length;
+  const tokenRequests = () => relay.paths.filter((path) => path === '/token').length;
   let tokenRequestsSeen = tokenRequests();
   return {
     stack,
-    relay: relay!,
+    relay,
     admin,
     page: () => request(stack.sidecar.url + '/echo', { headers: { accept: 'application/json', cookie: cookieHeader } }),
     passTime: (ms: number) => void (offset += ms),
     async refreshAtTheProvider() {
-      while (tokenRequests() === tokenRequestsSeen) await sleep(10);
+      const deadline = Date.now() + 10_000;
+      while (tokenRequests() === tokenRequestsSeen) {
+        if (Date.now() > deadline) throw new Error('no refresh reached the token endpoint');
+        await sleep(10);
+      }
       tokenRequestsSeen = tokenRequests();
     },
   };
