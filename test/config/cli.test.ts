@@ -16,6 +16,7 @@ import { freePort, listen } from '../support/free-port.js';
 import { request } from '../support/http.js';
 import { startIdp } from '../support/idp.js';
 import { startPortal } from '../support/portal.js';
+import { tsxChildEnv } from '../support/tsx-child.js';
 
 const run = promisify(execFile);
 const CLI = fileURLToPath(new URL('../../src/cli.ts', import.meta.url));
@@ -147,7 +148,7 @@ t.test('start (the default command) serves until SIGTERM, then drains and closes
     provider: { issuerUrl: idp.issuer, clientId: 'portal' },
     routes: { public: ['^/public/'] },
   });
-  const child = spawn(process.execPath, ['--import', 'tsx', CLI, '--config', file], { env: { ...process.env, ...SECRET_ENV } });
+  const child = spawn(process.execPath, ['--import', 'tsx', CLI, '--config', file], { env: tsxChildEnv(SECRET_ENV) });
   let output = '';
   let errorOutput = '';
   child.stdout.on('data', (chunk: Buffer) => (output += String(chunk)));
@@ -181,7 +182,7 @@ t.test('a signal while the sidecar is still starting ends it at once', async (t)
   const idpPort = await listen(silentIdp, 0, '127.0.0.1');
   t.teardown(() => silentIdp.close());
   const file = configFile(t, { ...VALID_CONFIG, listen: { host: '127.0.0.1', port: 0 }, metrics: { host: '127.0.0.1', port: 0 }, provider: { issuerUrl: `http://127.0.0.1:${idpPort}`, clientId: 'portal' } });
-  const child = spawn(process.execPath, ['--import', 'tsx', CLI, '--config', file], { env: { ...process.env, ...SECRET_ENV } });
+  const child = spawn(process.execPath, ['--import', 'tsx', CLI, '--config', file], { env: tsxChildEnv(SECRET_ENV) });
   let output = '';
   child.stdout.on('data', (chunk: Buffer) => (output += String(chunk)));
   const exited = once(child, 'exit');
@@ -232,7 +233,7 @@ t.test('an https portal, WebSocket upgrades included, is reached only when its c
       provider: { issuerUrl: idp.issuer, clientId: 'portal' },
       routes: { public: ['^/public/'] },
     }));
-    const env = { ...process.env, ...SECRET_ENV, ...(trusted ? { NODE_EXTRA_CA_CERTS: certFile } : {}) };
+    const env = tsxChildEnv({ ...SECRET_ENV, ...(trusted ? { NODE_EXTRA_CA_CERTS: certFile } : {}) });
     const child = spawn(process.execPath, ['--import', 'tsx', CLI, '--config', file], { env });
     let output = '';
     child.stdout.on('data', (chunk: Buffer) => (output += String(chunk)));

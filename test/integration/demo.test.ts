@@ -5,12 +5,13 @@ import t from 'tap';
 import { CookieJar, signInWithoutBrowser } from '../support/browserless.js';
 import { request } from '../support/http.js';
 import { NAVIGATION } from '../support/stack.js';
+import { tsxChildEnv } from '../support/tsx-child.js';
 
 const DEMO = fileURLToPath(new URL('../../demo/main.ts', import.meta.url));
 
 /** `npm run demo` as the README describes it: its default ports, sign in as alice, see her on the portal page. */
 t.test('the demo signs alice in on its default ports', async (t) => {
-  const demo = spawn(process.execPath, ['--import', 'tsx', DEMO]);
+  const demo = spawn(process.execPath, ['--import', 'tsx', DEMO], { env: tsxChildEnv() });
   let output = '';
   demo.stdout.on('data', (chunk: Buffer) => (output += String(chunk)));
   demo.stderr.on('data', (chunk: Buffer) => (output += String(chunk)));

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
+import { tsxChildEnv } from '../support/tsx-child.js';
 
 const LOG = fileURLToPath(new URL('../../src/log/index.ts', import.meta.url));
 
@@ -15,7 +16,7 @@ async function runEmitting(warnings: Warning[], nodeOptions: string[] = [], env:
     logProcessWarnings(createLogger('info'));
     for (const { message, ...options } of ${JSON.stringify(warnings)}) process.emitWarning(message, options);
   `;
-  const child = spawn(process.execPath, [...nodeOptions, '--import', 'tsx', '--input-type=module', '-e', script], { env: { ...process.env, ...env } });
+  const child = spawn(process.execPath, [...nodeOptions, '--import', 'tsx', '--input-type=module', '-e', script], { env: tsxChildEnv(env) });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (chunk: Buffer) => (stdout += String(chunk)));
