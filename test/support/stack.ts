@@ -83,7 +83,11 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     replicas.push(replica);
     return replica;
   };
-  const sidecar = await start(port);
+  // A sidecar that cannot start leaves nothing running: the test fails instead of hanging.
+  const sidecar = await start(port).catch(async (error: unknown) => {
+    await Promise.all([idp.stop(), portal.stop()]);
+    throw error;
+  });
   return {
     idp,
     portal,
